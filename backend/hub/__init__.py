@@ -1,0 +1,1 @@
+"""Stream hubs: own generations, buffer their events, fan them out, resume them."""

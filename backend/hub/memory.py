@@ -1,0 +1,265 @@
+"""The in-process hub: the embedded default, for one worker.
+
+Each stream keeps its events in a list (index = seq - 1) and one shared
+future that every waiting subscriber awaits; appending resolves it, so a
+burst of events wakes each subscriber once and it takes the whole burst as
+one batch (one socket write instead of one per event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+from backend.hub.base import (
+    EndReason,
+    Generation,
+    HubFull,
+    StreamEvent,
+    StreamNotFound,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Stream:
+    stream_id: str
+    owner: str | None
+    events: list[StreamEvent] = field(default_factory=list)
+    size_bytes: int = 0
+    done: bool = False
+    subscribers: int = 0
+    end_reason: EndReason | None = None
+    end_message: str = ""
+    task: asyncio.Task[None] | None = None
+    wakeup: asyncio.Future[None] | None = None
+    grace_timer: asyncio.TimerHandle | None = None
+    expiry_timer: asyncio.TimerHandle | None = None
+    finished_at: float = 0.0
+
+    def wait_for_more(self) -> asyncio.Future[None]:
+        if self.wakeup is None or self.wakeup.done():
+            self.wakeup = asyncio.get_running_loop().create_future()
+        return self.wakeup
+
+    def wake(self) -> None:
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
+
+
+class MemorySubscription:
+    """One reader's cursor over a stream; iterate for batches, ``aclose`` to detach."""
+
+    def __init__(self, hub: MemoryHub, stream: _Stream, after: int) -> None:
+        self._hub = hub
+        self._stream = stream
+        self._cursor = after
+        self._closed = False
+
+    def __aiter__(self) -> AsyncIterator[Sequence[StreamEvent]]:
+        return self._batches()
+
+    async def _batches(self) -> AsyncIterator[Sequence[StreamEvent]]:
+        stream = self._stream
+        keepalive_s = self._hub.keepalive_s
+        try:
+            while True:
+                events = stream.events
+                if self._cursor < len(events):
+                    batch = events[self._cursor :]
+                    self._cursor = len(events)
+                    yield batch
+                    continue
+                if stream.done:
+                    return
+                waiter = stream.wait_for_more()
+                try:
+                    # shield: one subscriber's timeout must not cancel the
+                    # future every other subscriber of the stream awaits.
+                    async with asyncio.timeout(keepalive_s):
+                        await asyncio.shield(waiter)
+                except TimeoutError:
+                    yield ()
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._hub._detach(self._stream)
+
+
+class MemoryHub:
+    """Streams in this process's memory, bounded in count and bytes."""
+
+    kind = "memory"
+
+    def __init__(
+        self,
+        *,
+        keepalive_s: float,
+        stream_ttl_s: float,
+        resume_grace_s: float,
+        max_streams: int,
+        max_buffered_bytes: int,
+        on_end: Callable[[EndReason], None] | None = None,
+    ) -> None:
+        self.keepalive_s = keepalive_s
+        self._ttl_s = stream_ttl_s
+        self._grace_s = resume_grace_s
+        self._max_streams = max_streams
+        self._max_bytes = max_buffered_bytes
+        self._on_end = on_end
+        self._streams: dict[str, _Stream] = {}
+        self._buffered_bytes = 0
+
+    # -- bookkeeping visible to metrics and tests -------------------------------------------
+    @property
+    def live_streams(self) -> int:
+        return sum(1 for stream in self._streams.values() if not stream.done)
+
+    @property
+    def stored_streams(self) -> int:
+        return len(self._streams)
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._buffered_bytes
+
+    # -- protocol -------------------------------------------------------------------------
+    async def start(self, stream_id: str, owner: str | None, generation: Generation) -> None:
+        self._make_room()
+        if stream_id in self._streams:
+            raise ValueError(f"stream id {stream_id} already exists")
+        stream = _Stream(stream_id=stream_id, owner=owner)
+        self._streams[stream_id] = stream
+        stream.task = asyncio.create_task(
+            self._produce(stream, generation), name=f"generation {stream_id}"
+        )
+
+    async def subscribe(self, stream_id: str, after: int, owner: str | None) -> MemorySubscription:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.owner != owner:
+            # A foreign stream looks exactly like a missing one: ids are not an oracle.
+            raise StreamNotFound(f"No stream {stream_id!r} (unknown, expired, or not yours).")
+        if after < 0:
+            after = 0
+        stream.subscribers += 1
+        if stream.grace_timer is not None:
+            stream.grace_timer.cancel()
+            stream.grace_timer = None
+        return MemorySubscription(self, stream, min(after, len(stream.events)))
+
+    async def cancel(self, stream_id: str, owner: str | None) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.owner != owner:
+            raise StreamNotFound(f"No stream {stream_id!r} (unknown, expired, or not yours).")
+        await self._stop(stream, "cancelled", "cancelled by request")
+
+    async def aclose(self) -> None:
+        tasks = []
+        for stream in list(self._streams.values()):
+            if stream.task is not None and not stream.task.done():
+                stream.end_reason = "shutdown"
+                stream.end_message = "server shutting down"
+                stream.task.cancel()
+                tasks.append(stream.task)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for stream in self._streams.values():
+            for timer in (stream.grace_timer, stream.expiry_timer):
+                if timer is not None:
+                    timer.cancel()
+
+    # -- internals ------------------------------------------------------------------------
+    def _append(self, stream: _Stream, data: str) -> None:
+        stream.events.append(StreamEvent(len(stream.events) + 1, data))
+        size = len(data)
+        stream.size_bytes += size
+        self._buffered_bytes += size
+        stream.wake()
+
+    async def _produce(self, stream: _Stream, generation: Generation) -> None:
+        try:
+            async for data in generation.events():
+                self._append(stream, data)
+        except asyncio.CancelledError:
+            reason = stream.end_reason or "shutdown"
+            for data in generation.closing_events(reason, stream.end_message or reason):
+                self._append(stream, data)
+            if self._on_end is not None:
+                self._on_end(reason)
+        except Exception as error:  # the generation already turns engine faults into events
+            logger.exception("generation %s failed", stream.stream_id)
+            for data in generation.closing_events("error", str(error) or type(error).__name__):
+                self._append(stream, data)
+            if self._on_end is not None:
+                self._on_end("error")
+        finally:
+            stream.done = True
+            stream.finished_at = time.monotonic()
+            stream.wake()
+            stream.expiry_timer = asyncio.get_running_loop().call_later(
+                self._ttl_s, self._expire, stream
+            )
+
+    async def _stop(self, stream: _Stream, reason: EndReason, message: str) -> None:
+        task = stream.task
+        if task is None or task.done():
+            return
+        stream.end_reason = reason
+        stream.end_message = message
+        task.cancel()
+        # Wait so the caller observes a finished stream (closing events appended).
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+
+    def _detach(self, stream: _Stream) -> None:
+        stream.subscribers -= 1
+        if stream.subscribers > 0 or stream.done:
+            return
+        if self._grace_s == 0:
+            self._abandon(stream)
+        else:
+            stream.grace_timer = asyncio.get_running_loop().call_later(
+                self._grace_s, self._abandon, stream
+            )
+
+    def _abandon(self, stream: _Stream) -> None:
+        stream.grace_timer = None
+        if stream.subscribers == 0 and not stream.done and stream.task is not None:
+            stream.end_reason = "abandoned"
+            stream.end_message = "no subscriber left"
+            stream.task.cancel()
+
+    def _expire(self, stream: _Stream) -> None:
+        if self._streams.get(stream.stream_id) is stream:
+            self._drop(stream)
+
+    def _drop(self, stream: _Stream) -> None:
+        del self._streams[stream.stream_id]
+        self._buffered_bytes -= stream.size_bytes
+        if stream.expiry_timer is not None:
+            stream.expiry_timer.cancel()
+
+    def _make_room(self) -> None:
+        """Evict finished streams, oldest first, before refusing a new one."""
+        if len(self._streams) < self._max_streams and self._buffered_bytes < self._max_bytes:
+            return
+        finished = sorted(
+            (stream for stream in self._streams.values() if stream.done),
+            key=lambda stream: stream.finished_at,
+        )
+        for stream in finished:
+            self._drop(stream)
+            if len(self._streams) < self._max_streams and self._buffered_bytes < self._max_bytes:
+                return
+        raise HubFull(
+            f"Server at capacity: {self.live_streams} live streams, "
+            f"{self._buffered_bytes} bytes buffered. Retry shortly."
+        )

@@ -1,0 +1,196 @@
+"""``/v1/chat/completions``: start, resume (Last-Event-ID) and cancel streams."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from backend.completions import ChatCompletionGeneration, complete, new_completion_id
+from backend.engines.base import ChatMessage, EngineError, GenerationRequest
+from backend.engines.registry import UnknownModel
+from backend.errors import APIError, error_body
+from backend.schemas import ChatCompletionRequest
+from backend.security import authenticate
+from backend.services import Services, get_services
+from backend.streaming import sse_response
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1/chat/completions", tags=["chat"])
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+StreamIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")]
+
+_SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "`chat.completion` JSON, or with `stream: true` an SSE stream",
+        "content": {"application/json": {}, "text/event-stream": {}},
+    },
+    400: {"description": "Invalid request"},
+    401: {"description": "Missing or wrong API key"},
+    404: {"description": "Unknown model or stream"},
+    413: {"description": "Body too large"},
+    503: {"description": "At capacity"},
+}
+
+
+def _owner(request: Request, services: Services) -> str | None:
+    return authenticate(request, services.settings.api_key_list)
+
+
+def _generation_request(body: ChatCompletionRequest, services: Services) -> GenerationRequest:
+    settings = services.settings
+    if len(body.messages) > settings.max_messages:
+        raise APIError(
+            400,
+            f"Too many messages: {len(body.messages)} (at most {settings.max_messages}).",
+            code="too_many_messages",
+            param="messages",
+        )
+    messages = []
+    for index, message in enumerate(body.messages):
+        text = message.text()
+        if len(text) > settings.max_message_chars:
+            raise APIError(
+                400,
+                f"messages[{index}] is {len(text)} characters long "
+                f"(at most {settings.max_message_chars}).",
+                code="message_too_long",
+                param=f"messages.{index}.content",
+            )
+        messages.append(ChatMessage(role=message.role, content=text))
+    max_tokens = body.max_completion_tokens or body.max_tokens or settings.default_max_tokens
+    if max_tokens > settings.max_tokens_limit:
+        raise APIError(
+            400,
+            f"max_tokens is {max_tokens}; at most {settings.max_tokens_limit} is allowed.",
+            code="invalid_value",
+            param="max_tokens",
+        )
+    stop: tuple[str, ...] = ()
+    if isinstance(body.stop, str):
+        stop = (body.stop,)
+    elif body.stop:
+        stop = tuple(body.stop)
+    if len(stop) > 4 or any(not item for item in stop):
+        raise APIError(
+            400, "stop takes up to 4 non-empty strings.", code="invalid_value", param="stop"
+        )
+    try:
+        model_id, _engine = services.engines.resolve(body.model)
+    except UnknownModel:
+        raise APIError(
+            404,
+            f"The model '{body.model}' does not exist. "
+            f"Available: {', '.join(services.engines.model_ids())}.",
+            code="model_not_found",
+            param="model",
+        ) from None
+    return GenerationRequest(
+        messages=tuple(messages),
+        model=model_id,
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=stop,
+    )
+
+
+@router.post("", responses=_SSE_RESPONSES)
+async def create_chat_completion(
+    body: ChatCompletionRequest, request: Request, services: ServicesDep
+) -> Response:
+    owner = _owner(request, services)
+    generation_request = _generation_request(body, services)
+    _model, engine = services.engines.resolve(generation_request.model)
+    metrics = services.metrics
+    completion_id = new_completion_id()
+    if services.settings.log_content:
+        logger.info("%s prompt: %r", completion_id, generation_request.messages)
+    if not body.stream:
+        try:
+            result = await complete(engine, generation_request, completion_id)
+        except EngineError as error:
+            metrics.errors.inc(label_value=error.error_type)
+            status = 502 if error.error_type.startswith("upstream") else 500
+            return JSONResponse(error_body(error.message, error.error_type, error.code), status)
+        return JSONResponse(result)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    generation = ChatCompletionGeneration(
+        engine=engine,
+        request=generation_request,
+        completion_id=completion_id,
+        include_usage=include_usage,
+        on_first_token=metrics.time_to_first_token.observe,
+        on_error=lambda error_type: metrics.errors.inc(label_value=error_type),
+    )
+    await services.hub.start(completion_id, owner, generation)
+    subscription = await services.hub.subscribe(completion_id, 0, owner)
+    metrics.streams_total.inc()
+    return sse_response(
+        subscription,
+        stream_id=completion_id,
+        retry_ms=services.settings.retry_ms,
+        metrics=metrics,
+        close_after_events=services.settings.fault_close_after_events,
+    )
+
+
+def _parse_last_event_id(header: str | None, query: str | None) -> int:
+    # The header wins: a browser EventSource reconnecting keeps its original
+    # URL (query included) and sends its newest id in the header.
+    raw = header if header is not None and header.strip() != "" else query
+    if raw is None or raw.strip() == "":
+        return 0
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise APIError(
+            400,
+            f"Last-Event-ID must be a non-negative integer, got {raw[:40]!r}.",
+            code="invalid_value",
+            param="Last-Event-ID",
+        ) from None
+    if value < 0:
+        raise APIError(400, "Last-Event-ID must be non-negative.", code="invalid_value")
+    return value
+
+
+@router.get(
+    "/{stream_id}/events",
+    responses={200: {"content": {"text/event-stream": {}}}, 404: {"description": "Unknown"}},
+)
+async def stream_events(
+    stream_id: StreamIdPath,
+    request: Request,
+    services: ServicesDep,
+    last_event_id_header: Annotated[
+        str | None, Header(alias="Last-Event-ID", max_length=32)
+    ] = None,
+    last_event_id: Annotated[str | None, Query(max_length=32)] = None,
+) -> Response:
+    """Replay every event after Last-Event-ID, then follow the stream live."""
+    owner = _owner(request, services)
+    after = _parse_last_event_id(last_event_id_header, last_event_id)
+    subscription = await services.hub.subscribe(stream_id, after, owner)
+    return sse_response(
+        subscription,
+        stream_id=stream_id,
+        retry_ms=services.settings.retry_ms,
+        metrics=services.metrics,
+        close_after_events=services.settings.fault_close_after_events,
+    )
+
+
+@router.post("/{stream_id}/cancel", responses={404: {"description": "Unknown stream"}})
+async def cancel_stream(
+    stream_id: StreamIdPath, request: Request, services: ServicesDep
+) -> dict[str, Any]:
+    """Stop generation now; every subscriber gets a final chunk and ``[DONE]``."""
+    owner = _owner(request, services)
+    await services.hub.cancel(stream_id, owner)
+    return {"id": stream_id, "object": "chat.completion.cancellation", "cancelled": True}
