@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import httpx
@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from backend.config import Settings, get_settings
+from backend.engines.base import Engine
 from backend.engines.registry import build_engines
 from backend.errors import install_error_handlers
 from backend.hub.factory import build_hub
@@ -24,8 +25,14 @@ logger = logging.getLogger(__name__)
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the API app. Nothing is loaded until the app's lifespan starts."""
+def create_app(
+    settings: Settings | None = None, *, extra_engines: Sequence[Engine] = ()
+) -> FastAPI:
+    """Build the API app. Nothing is loaded until the app's lifespan starts.
+
+    ``extra_engines`` are served next to the configured ones (their models
+    join /v1/models): a way to plug in an engine without a setting for it.
+    """
     settings = settings or get_settings()
     metrics = Metrics()
 
@@ -46,6 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
         )
         engines = await build_engines(settings, http_client)
+        for engine in extra_engines:
+            for model_id in engine.models:
+                engines.by_model.setdefault(model_id, engine)
         hub = await build_hub(
             settings, on_end=lambda reason: metrics.cancellations.inc(label_value=reason)
         )

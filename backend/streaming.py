@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator
 
 from starlette.responses import StreamingResponse
 
-from backend.hub.base import Subscription
+from backend.completions import error_payload
+from backend.hub.base import HubError, Subscription
 from backend.metrics import Metrics
-from backend.sse import KEEPALIVE_COMMENT, encode_batch, is_done
+from backend.sse import DONE, KEEPALIVE_COMMENT, encode_batch, encode_event, is_done
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +59,25 @@ async def _body(
             if is_done(batch[-1].data):
                 finished = True
                 return
+    except HubError as error:
+        # The hub failed under us (e.g. Redis went away): the headers are out,
+        # so report it in-band and end the stream properly.
+        logger.warning("hub error mid-stream: %s", error.message)
+        metrics.errors.inc(label_value=error.error_type)
+        finished = True
+        yield encode_error_event(error_payload(error.message, error.error_type))
+        yield encode_error_event(DONE)
     finally:
         metrics.active_responses -= 1
         if not finished:
             metrics.client_disconnects.inc()
         await subscription.aclose()
+
+
+def encode_error_event(data: str) -> bytes:
+    # No id: these events are not in the hub's numbering, so a client resuming
+    # later must not skip real events because of them.
+    return encode_event(data)
 
 
 def sse_response(
