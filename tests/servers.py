@@ -28,15 +28,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import uvicorn
-from uvicorn._types import ASGIApplication
 
-__all__ = ["REPO_ROOT", "free_port", "run_backend_process", "serve_app"]
+__all__ = ["REPO_ROOT", "ASGIApp", "free_port", "run_backend_process", "serve_app"]
+
+# Any ASGI 3 callable: FastAPI/Starlette apps, raw ``async def app(scope, receive, send)``.
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 HOST = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +54,7 @@ def free_port(host: str = HOST) -> int:
 
 @contextlib.contextmanager
 def serve_app(
-    app: ASGIApplication,
+    app: ASGIApp,
     *,
     startup_timeout_s: float = 10.0,
     shutdown_timeout_s: float = 2.0,

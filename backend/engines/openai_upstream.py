@@ -37,7 +37,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -159,7 +159,7 @@ class OpenAIUpstreamEngine:
                 self._models = ids
         return self._models
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[TokenDelta, None]:
         """Yield the upstream's text deltas; the last delta carries finish_reason and usage.
 
         Cancelling the consuming task (or closing this generator) leaves the
@@ -368,8 +368,9 @@ class OpenAIUpstreamEngine:
     def _where(self) -> str:
         """The upstream as shown in messages: no credentials, no query string."""
         url = httpx.URL(self._base_url)
+        host = f"[{url.host}]" if ":" in url.host else url.host  # IPv6 literal
         port = f":{url.port}" if url.port else ""
-        return self._redact(f"{url.scheme}://{url.host}{port}{url.path}")
+        return self._redact(f"{url.scheme}://{host}{port}{url.path}")
 
     def _redact(self, text: str) -> str:
         if self._api_key:

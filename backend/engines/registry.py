@@ -54,12 +54,20 @@ async def _load_llama(settings: Settings) -> Engine:
     return await asyncio.to_thread(load_llama_engine, settings)
 
 
-def _openai(settings: Settings, http_client: httpx.AsyncClient) -> Engine:
+async def _openai(settings: Settings, http_client: httpx.AsyncClient) -> Engine:
     from backend.engines.openai_upstream import OpenAIUpstreamEngine
 
     if not settings.upstream_url:
         raise ValueError("SSECHAT_ENGINE=openai needs SSECHAT_UPSTREAM_URL")
-    return OpenAIUpstreamEngine(settings, http_client)
+    engine = OpenAIUpstreamEngine(settings, http_client)
+    try:
+        # Serve the upstream's own model ids unless SSECHAT_MODEL pins one.
+        await engine.refresh_models()
+    except Exception as error:  # best effort: the upstream may come up after us
+        logger.warning(
+            "could not list the upstream's models (%s); serving %s", error, engine.models
+        )
+    return engine
 
 
 async def build_engines(settings: Settings, http_client: httpx.AsyncClient) -> EngineSet:
@@ -74,7 +82,7 @@ async def build_engines(settings: Settings, http_client: httpx.AsyncClient) -> E
     elif settings.engine == "llama":
         primary = await _load_llama(settings)
     elif settings.engine == "openai":
-        primary = _openai(settings, http_client)
+        primary = await _openai(settings, http_client)
     else:  # auto
         try:
             primary = await _load_llama(settings)

@@ -54,6 +54,7 @@ class _Exchange:
         self._receive = receive
         self._send = send
         self._watcher: asyncio.Task[None] | None = None
+        self._gone = asyncio.Event()
 
     def watch_disconnect(self) -> None:
         self._watcher = asyncio.create_task(self._watch())
@@ -62,6 +63,7 @@ class _Exchange:
         while (await self._receive())["type"] != "http.disconnect":
             pass
         self.record.disconnected.set()
+        self._gone.set()
 
     async def stop_watching(self) -> None:
         # uvicorn answers receive() with http.disconnect once the response is
@@ -105,8 +107,7 @@ class _Exchange:
         """Stay silent until the client leaves (bounded, so a bug cannot hang the server)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(limit_s):
-                while not self.gone:
-                    await asyncio.sleep(0.01)
+                await self._gone.wait()
 
 
 def chunk(content: str | None = None, *, role: bool = False, finish: str | None = None) -> str:
@@ -123,7 +124,8 @@ def chunk(content: str | None = None, *, role: bool = False, finish: str | None 
         "model": "upstream-model",
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
-    return "data: " + json.dumps(obj) + "\n"
+    # Raw UTF-8 on the wire (not \\u escapes), so split writes cut characters.
+    return "data: " + json.dumps(obj, ensure_ascii=False) + "\n"
 
 
 def usage_chunk() -> str:
@@ -247,7 +249,7 @@ class FaultyUpstream:
         """A few chunks, then the connection is cut mid-body (no chunked terminator)."""
         await ex.start()
         await ex.write(event(chunk("", role=True)) + event(chunk("partial ")))
-        await ex.write(b"data: {\"choi")
+        await ex.write(b'data: {"choi')
         # Returning without completing makes uvicorn close the transport.
 
     async def _truncated(self, ex: _Exchange) -> None:
@@ -292,7 +294,7 @@ class FaultyUpstream:
         await ex.start()
         await ex.write(event(chunk("some text")))
         error = {"error": {"message": "CUDA out of memory", "type": "server_error"}}
-        await ex.end(event("data: " + json.dumps(error)) + "data: [DONE]\n\n")
+        await ex.end("data: " + json.dumps(error) + "\n\ndata: [DONE]\n\n")
 
     async def _surrogates(self, ex: _Exchange) -> None:
         """An emoji spelled as two JSON escapes, in two chunks."""
