@@ -12,8 +12,10 @@ from backend.completions import ChatCompletionGeneration, complete, new_completi
 from backend.engines.base import ChatMessage, EngineError, GenerationRequest
 from backend.engines.registry import UnknownModel
 from backend.errors import APIError, error_body
+from backend.hub.base import Generation
+from backend.ratelimit import Limits, SlotGeneration, caller_subject, get_limits
 from backend.schemas import ChatCompletionRequest
-from backend.security import authenticate
+from backend.security import ContentLog, authenticate
 from backend.services import Services, get_services
 from backend.streaming import sse_response
 
@@ -22,6 +24,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/chat/completions", tags=["chat"])
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+LimitsDep = Annotated[Limits, Depends(get_limits)]
 StreamIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")]
 
 _SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -33,7 +36,8 @@ _SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or wrong API key"},
     404: {"description": "Unknown model or stream"},
     413: {"description": "Body too large"},
-    503: {"description": "At capacity"},
+    429: {"description": "Rate limit or concurrent-stream cap reached (see Retry-After)"},
+    503: {"description": "At capacity, or shutting down"},
 }
 
 
@@ -100,27 +104,55 @@ def _generation_request(body: ChatCompletionRequest, services: Services) -> Gene
     )
 
 
+def _refuse_while_draining(request: Request) -> None:
+    if getattr(request.app.state, "draining", False):
+        raise APIError(
+            503,
+            "Server is shutting down; retry (another worker or replica will answer).",
+            error_type="server_error",
+            code="shutting_down",
+            headers={"Retry-After": "1"},
+        )
+
+
 @router.post("", responses=_SSE_RESPONSES)
 async def create_chat_completion(
-    body: ChatCompletionRequest, request: Request, services: ServicesDep
+    body: ChatCompletionRequest, request: Request, services: ServicesDep, limits: LimitsDep
 ) -> Response:
     owner = _owner(request, services)
+    subject = caller_subject(request, owner)
+    await limits.check_rate(subject)
     generation_request = _generation_request(body, services)
     _model, engine = services.engines.resolve(generation_request.model)
     metrics = services.metrics
     completion_id = new_completion_id()
-    if services.settings.log_content:
+    log_content = services.settings.log_content
+    if log_content:
         logger.info("%s prompt: %r", completion_id, generation_request.messages)
+    _refuse_while_draining(request)
+    # The slot follows the generation, not this response (see backend/ratelimit.py).
+    slot = await limits.acquire_stream(subject)
     if not body.stream:
         try:
             result = await complete(engine, generation_request, completion_id)
         except EngineError as error:
             metrics.errors.inc(label_value=error.error_type)
-            status = 502 if error.error_type.startswith("upstream") else 500
+            status = (
+                400
+                if error.error_type == "invalid_request_error"
+                else 502
+                if error.error_type.startswith("upstream")
+                else 500
+            )
             return JSONResponse(error_body(error.message, error.error_type, error.code), status)
+        finally:
+            slot.release()
+        if log_content:
+            answer = result["choices"][0]["message"]["content"]
+            logger.info("%s answer: %r", completion_id, answer)
         return JSONResponse(result)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    generation = ChatCompletionGeneration(
+    generation: Generation = ChatCompletionGeneration(
         engine=engine,
         request=generation_request,
         completion_id=completion_id,
@@ -128,7 +160,16 @@ async def create_chat_completion(
         on_first_token=metrics.time_to_first_token.observe,
         on_error=lambda error_type: metrics.errors.inc(label_value=error_type),
     )
-    await services.hub.start(completion_id, owner, generation)
+    if log_content:
+        generation = ContentLog(generation, completion_id)
+    if slot.held:
+        generation = SlotGeneration(generation, slot)
+    try:
+        _refuse_while_draining(request)  # again: acquiring the slot may have awaited
+        await services.hub.start(completion_id, owner, generation)
+    except BaseException:
+        slot.release()
+        raise
     subscription = await services.hub.subscribe(completion_id, 0, owner)
     metrics.streams_total.inc()
     return sse_response(
