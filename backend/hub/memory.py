@@ -9,7 +9,6 @@ one batch (one socket write instead of one per event).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -141,6 +140,10 @@ class MemoryHub:
         stream.task = asyncio.create_task(
             self._produce(stream, generation), name=f"generation {stream_id}"
         )
+        # A task cancelled before its first step never runs its body (no
+        # except/finally), e.g. a cancel or shutdown right after start: end
+        # the stream from outside then, or its readers would wait forever.
+        stream.task.add_done_callback(lambda _task: self._settle(stream, generation))
 
     async def subscribe(self, stream_id: str, after: int, owner: str | None) -> MemorySubscription:
         stream = self._streams.get(stream_id)
@@ -165,8 +168,9 @@ class MemoryHub:
         tasks = []
         for stream in list(self._streams.values()):
             if stream.task is not None and not stream.task.done():
-                stream.end_reason = "shutdown"
-                stream.end_message = "server shutting down"
+                if stream.end_reason is None:
+                    stream.end_reason = "shutdown"
+                    stream.end_message = "server shutting down"
                 stream.task.cancel()
                 tasks.append(stream.task)
         if tasks:
@@ -179,7 +183,8 @@ class MemoryHub:
     # -- internals ------------------------------------------------------------------------
     def _append(self, stream: _Stream, data: str) -> None:
         stream.events.append(StreamEvent(len(stream.events) + 1, data))
-        size = len(data)
+        # Bytes as written (UTF-8), not characters: the bound is on memory.
+        size = len(data.encode("utf-8", "replace"))
         stream.size_bytes += size
         self._buffered_bytes += size
         stream.wake()
@@ -190,34 +195,50 @@ class MemoryHub:
                 self._append(stream, data)
         except asyncio.CancelledError:
             reason = stream.end_reason or "shutdown"
-            for data in generation.closing_events(reason, stream.end_message or reason):
-                self._append(stream, data)
-            if self._on_end is not None:
-                self._on_end(reason)
+            self._close_early(stream, generation, reason, stream.end_message or reason)
         except Exception as error:  # the generation already turns engine faults into events
             logger.exception("generation %s failed", stream.stream_id)
-            for data in generation.closing_events("error", str(error) or type(error).__name__):
-                self._append(stream, data)
-            if self._on_end is not None:
-                self._on_end("error")
+            self._close_early(stream, generation, "error", str(error) or type(error).__name__)
         finally:
-            stream.done = True
-            stream.finished_at = time.monotonic()
-            stream.wake()
-            stream.expiry_timer = asyncio.get_running_loop().call_later(
-                self._ttl_s, self._expire, stream
-            )
+            self._finish(stream)
+
+    def _settle(self, stream: _Stream, generation: Generation) -> None:
+        if not stream.done:  # cancelled before it ever ran
+            reason = stream.end_reason or "shutdown"
+            self._close_early(stream, generation, reason, stream.end_message or reason)
+            self._finish(stream)
+
+    def _close_early(
+        self, stream: _Stream, generation: Generation, reason: EndReason, message: str
+    ) -> None:
+        for data in generation.closing_events(reason, message):
+            self._append(stream, data)
+        if self._on_end is not None:
+            self._on_end(reason)
+
+    def _finish(self, stream: _Stream) -> None:
+        stream.done = True
+        stream.finished_at = time.monotonic()
+        stream.wake()
+        if stream.grace_timer is not None:
+            stream.grace_timer.cancel()
+            stream.grace_timer = None
+        stream.expiry_timer = asyncio.get_running_loop().call_later(
+            self._ttl_s, self._expire, stream
+        )
 
     async def _stop(self, stream: _Stream, reason: EndReason, message: str) -> None:
         task = stream.task
         if task is None or task.done():
             return
-        stream.end_reason = reason
-        stream.end_message = message
+        if stream.end_reason is None:  # the first reason given wins
+            stream.end_reason = reason
+            stream.end_message = message
         task.cancel()
         # Wait so the caller observes a finished stream (closing events appended).
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(task)
+        # ``wait`` neither re-raises the task's own cancellation nor swallows the
+        # caller's (``suppress(CancelledError)`` around a shield would do both).
+        await asyncio.wait((task,))
 
     def _detach(self, stream: _Stream) -> None:
         stream.subscribers -= 1
@@ -232,7 +253,12 @@ class MemoryHub:
 
     def _abandon(self, stream: _Stream) -> None:
         stream.grace_timer = None
-        if stream.subscribers == 0 and not stream.done and stream.task is not None:
+        if (
+            stream.subscribers == 0
+            and not stream.done
+            and stream.task is not None
+            and stream.end_reason is None
+        ):
             stream.end_reason = "abandoned"
             stream.end_message = "no subscriber left"
             stream.task.cancel()
