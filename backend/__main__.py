@@ -1,21 +1,28 @@
-"""``python -m backend``: serve the API with uvicorn.
+"""``python -m backend``: serve the API with uvicorn, and shut down without cutting streams.
 
 Command-line options override the ``SSECHAT_*`` environment; they are
 written back into the environment so every worker process (``--workers``)
 builds the same ``Settings``.
+
+Graceful shutdown: see ``backend/serving.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import uvicorn
+import uvicorn.config
+from uvicorn.config import STARTUP_FAILURE
 
 from backend.config import Settings, get_settings
+from backend.serving import DrainingMultiprocess, DrainingServer
 
 logger = logging.getLogger("backend")
 
@@ -50,6 +57,39 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging setup plus a root handler for our own loggers.
+
+    uvicorn applies it in every process it starts, so ``--workers`` children
+    log like a single worker does (``logging.basicConfig`` in the parent would
+    not reach spawned children).
+    """
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["formatters"]["ssechat"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    config["handlers"]["ssechat"] = {
+        "formatter": "ssechat",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    config["root"] = {"handlers": ["ssechat"], "level": level.upper()}
+    return config
+
+
+def uvicorn_config(settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        "backend.app:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_config=log_config(settings.log_level),
+        log_level=settings.log_level,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     for option, variable in _OPTIONS.items():
@@ -62,27 +102,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # pydantic's message names the bad variable
         sys.stderr.write(f"invalid settings: {error}\n")
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     if settings.workers > 1 and settings.hub != "redis":
         sys.stderr.write(
             "--workers > 1 needs the redis hub (--hub redis --redis-url ...): with the memory "
             "hub each worker has its own streams, so resume and cancel would miss.\n"
         )
         return 2
-    uvicorn.run(
-        "backend.app:app_from_environment",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        loop="uvloop",
-        http="httptools",
-        timeout_graceful_shutdown=5,
-    )
-    return 0
+    config = uvicorn_config(settings)
+    if settings.workers > 1:
+        sock = config.bind_socket()
+        try:
+            DrainingMultiprocess(config, sockets=[sock]).run()
+        finally:
+            sock.close()
+        return 0
+    server = DrainingServer(config)
+    server.run()
+    return 0 if server.started else STARTUP_FAILURE
 
 
 if __name__ == "__main__":

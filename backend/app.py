@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import ipaddress
 import logging
-from collections.abc import AsyncIterator, Sequence
+import os
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -17,12 +23,39 @@ from backend.errors import install_error_handlers
 from backend.hub.factory import build_hub
 from backend.limits import BodySizeLimit
 from backend.metrics import Metrics
+from backend.ratelimit import Limits, build_limits
 from backend.routes import chat, system
+from backend.security import APIKeyAuth
 from backend.services import Services
 
 logger = logging.getLogger(__name__)
 
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+def _is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost; any other name or address may be reachable."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# Key of the lifespan state entry holding ``begin_shutdown`` (an async callable):
+# the server (backend/serving.py) calls it on SIGTERM, before it waits for open
+# connections, because uvicorn runs the lifespan shutdown only after they close.
+SHUTDOWN_HOOK = "ssechat.begin_shutdown"
+
+ShutdownHook = Callable[[], Awaitable[None]]
+
+
+def _resident_bytes() -> float:
+    """This process's RSS from /proc (Linux); 0 elsewhere."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return float(int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def create_app(
@@ -37,8 +70,8 @@ def create_app(
     metrics = Metrics()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not settings.api_key_list and settings.host not in _LOOPBACK:
+    async def lifespan(app: FastAPI) -> AsyncIterator[Mapping[str, Any]]:
+        if not settings.api_key_list and not _is_loopback(settings.host):
             logger.warning(
                 "API is open (no SSECHAT_API_KEYS) and bound to %s: anyone who can reach it "
                 "may use it",
@@ -62,6 +95,9 @@ def create_app(
         app.state.services = Services(
             settings=settings, engines=engines, hub=hub, metrics=metrics, http_client=http_client
         )
+        limits = await build_limits(settings)
+        app.state.limits = limits
+        _add_process_gauges(metrics, hub, limits)
         metrics.add_gauge(
             "ssechat_info",
             "Engine, model and hub of this worker (value is always 1).",
@@ -74,10 +110,25 @@ def create_app(
             engines.default_model,
             hub.kind,
         )
+
+        async def begin_shutdown() -> None:
+            """End every live stream now (final chunk + [DONE], reason "shutdown") and
+            refuse new ones with 503, so connections can close before the deadline."""
+            if app.state.draining:
+                return
+            app.state.draining = True
+            logger.info("shutting down: ending every live stream")
+            # A hub's drain() stops its generations but keeps serving readers until
+            # they have the closing events; without one, aclose() (memory hub: same).
+            drain = getattr(hub, "drain", None)
+            await (drain() if callable(drain) else hub.aclose())
+
         try:
-            yield
+            yield {SHUTDOWN_HOOK: begin_shutdown}
         finally:
+            app.state.draining = True
             await hub.aclose()
+            await limits.aclose()
             await engines.aclose()
             await http_client.aclose()
 
@@ -89,9 +140,15 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.draining = False
+    _document_400_not_422(app)
     install_error_handlers(app)
     app.include_router(chat.router)
     app.include_router(system.router)
+    # Outermost last: CORS → API keys → body size → routes. CORS answers preflights
+    # (sent without credentials) and decorates 401/413 so a page can read them.
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(APIKeyAuth, api_keys=settings.api_key_list)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
@@ -101,8 +158,55 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
             expose_headers=["X-Stream-Id"],
         )
-    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
     return app
+
+
+def _document_400_not_422(app: FastAPI) -> None:
+    """FastAPI documents its validation errors as 422; we answer them 400 with an
+    OpenAI-style body (backend/errors.py), so say so in /openapi.json."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                responses = operation.get("responses", {})
+                if responses.pop("422", None) is not None:
+                    responses.setdefault("400", {"description": "Invalid request"})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _read_number(source: object, attribute: str) -> float:
+    return float(getattr(source, attribute))
+
+
+def _add_process_gauges(metrics: Metrics, hub: object, limits: Limits) -> None:
+    """Gauges the soak benchmark watches for leaks (tasks, threads, streams, slots, RSS)."""
+    for attribute, name, help_text in (
+        ("live_streams", "ssechat_hub_live_streams", "Generations running in this worker."),
+        ("stored_streams", "ssechat_hub_stored_streams", "Streams kept for resume."),
+        ("buffered_bytes", "ssechat_hub_buffered_bytes", "Bytes of events kept for resume."),
+    ):
+        if hasattr(type(hub), attribute):
+            metrics.add_gauge(name, help_text, functools.partial(_read_number, hub, attribute))
+    metrics.add_gauge(
+        "ssechat_stream_slots_held",
+        "Concurrency slots held by generations of this worker.",
+        lambda: float(limits.held_slots),
+    )
+    metrics.add_gauge(
+        "ssechat_asyncio_tasks", "asyncio tasks alive.", lambda: float(len(asyncio.all_tasks()))
+    )
+    metrics.add_gauge("ssechat_threads", "Threads alive.", lambda: float(threading.active_count()))
+    metrics.add_gauge(
+        "process_resident_memory_bytes", "Resident memory size in bytes.", _resident_bytes
+    )
 
 
 def app_from_environment() -> FastAPI:

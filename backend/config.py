@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EngineName = Literal["auto", "simulated", "llama", "openai"]
@@ -75,10 +75,31 @@ class Settings(BaseSettings):
     cors_origins: str = Field(default="", description="Comma-separated allowed origins.")
     rate_limit_per_min: int = Field(default=0, ge=0, description="0 = unlimited.")
     max_concurrent_streams_per_key: int = Field(default=0, ge=0, description="0 = unlimited.")
+    stream_slot_ttl_s: float = Field(
+        default=30.0,
+        ge=0.5,
+        description="Redis hub: lease of a concurrency slot, renewed while its generation "
+        "runs; a crashed worker's slots free up after this long.",
+    )
     log_content: bool = False
+    shutdown_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="On SIGTERM, streams end at once; connections still open after this "
+        "long (clients not reading) are closed.",
+    )
 
     # Test-only fault switch: close every SSE response after N events (0 = off).
     fault_close_after_events: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _default_within_limit(self) -> Settings:
+        if self.default_max_tokens > self.max_tokens_limit:
+            raise ValueError(
+                f"default_max_tokens ({self.default_max_tokens}) exceeds max_tokens_limit "
+                f"({self.max_tokens_limit}): every request without max_tokens would be refused"
+            )
+        return self
 
     @property
     def api_key_list(self) -> list[str]:

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's integer: any number without a fractional part (``1.0`` too),
+    but not a boolean or a numeric string, which pydantic's lax mode would coerce
+    (``"seed": false`` was accepted; found by schemathesis)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    return value
+
+
+JSONInt = Annotated[int, BeforeValidator(_json_integer)]
+# strict: a JSON number for a float (an int is fine), true/false for a boolean.
+StrictFloat = Annotated[float, Field(strict=True)]
+StrictBool = Annotated[bool, Field(strict=True)]
 
 
 class TextPart(BaseModel):
@@ -32,7 +47,7 @@ class MessageIn(BaseModel):
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatCompletionRequest(BaseModel):
@@ -42,12 +57,12 @@ class ChatCompletionRequest(BaseModel):
 
     messages: list[MessageIn] = Field(min_length=1)
     model: str | None = Field(default=None, max_length=256)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, ge=0.0, le=1.0)
-    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
+    max_tokens: JSONInt | None = Field(default=None, ge=1)
+    max_completion_tokens: JSONInt | None = Field(default=None, ge=1)
+    temperature: StrictFloat = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: StrictFloat = Field(default=1.0, ge=0.0, le=1.0)
+    seed: JSONInt | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
     stop: str | list[str] | None = None
-    n: int = Field(default=1, ge=1, le=1, description="Only one choice is supported.")
+    n: JSONInt = Field(default=1, ge=1, le=1, description="Only one choice is supported.")

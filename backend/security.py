@@ -1,13 +1,41 @@
-"""API keys: who may call the API, and which key owns a stream."""
+"""API keys: who may call the API, which key owns a stream, and what may be logged.
+
+- ``APIKeyAuth`` (pure ASGI middleware) answers 401 for every protected path
+  (``/v1/*`` and ``/metrics``; not ``/healthz``, which load balancers probe
+  without credentials) before the route runs and before the body is read, so
+  no route can forget the check and an anonymous caller cannot make us parse
+  a megabyte of JSON.
+- ``authenticate`` gives a route the caller's owner tag (streams are stored
+  with it; resume and cancel compare it).
+- Keys are compared as SHA-256 digests with ``hmac.compare_digest``, against
+  every configured key, always: the time taken says nothing about which key
+  (or how much of one) matched, not even its length.
+- ``ContentLog`` logs prompts and answers only when ``SSECHAT_LOG_CONTENT=1``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from functools import lru_cache
 
 from fastapi import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from backend.errors import APIError
+from backend.errors import APIError, error_body
+from backend.hub.base import EndReason, Generation
+from backend.sse import is_done
+
+logger = logging.getLogger(__name__)
+
+# Paths that need a key. Prefix match for /v1/ (every OpenAI-style route), exact for the rest.
+PROTECTED_PREFIXES: tuple[str, ...] = ("/v1/",)
+PROTECTED_PATHS: frozenset[str] = frozenset({"/metrics"})
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 def key_owner(api_key: str) -> str:
@@ -15,32 +43,149 @@ def key_owner(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()[:32]
 
 
-def authenticate(request: Request, api_keys: list[str]) -> str | None:
-    """Return the caller's owner tag, ``None`` when the API is open; 401 otherwise."""
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+@lru_cache(maxsize=8)
+def _digests(api_keys: tuple[str, ...]) -> tuple[bytes, ...]:
+    return tuple(_digest(key) for key in api_keys)
+
+
+def _missing() -> APIError:
+    return APIError(
+        401,
+        "Missing API key: send 'Authorization: Bearer <key>'.",
+        error_type="invalid_request_error",
+        code="invalid_api_key",
+        headers=dict(_CHALLENGE),
+    )
+
+
+def _incorrect() -> APIError:
+    # Never echo the key back (OpenAI does, partly; a log or a proxy may keep it).
+    return APIError(
+        401,
+        "Incorrect API key provided.",
+        error_type="invalid_request_error",
+        code="invalid_api_key",
+        headers=dict(_CHALLENGE),
+    )
+
+
+def owner_for_header(authorization: str | None, api_keys: Sequence[str]) -> str | None:
+    """The owner tag for an ``Authorization`` header value; ``None`` when the API is open.
+
+    Raises a 401 ``APIError`` for a missing, malformed or unknown key.
+    """
     if not api_keys:
         return None
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    scheme, _, token = (authorization or "").strip().partition(" ")
     token = token.strip()
+    # RFC 6750 §2.1: the scheme is case-insensitive.
     if scheme.lower() != "bearer" or not token:
-        raise APIError(
-            401,
-            "Missing API key: send 'Authorization: Bearer <key>'.",
-            error_type="invalid_request_error",
-            code="invalid_api_key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    supplied = token.encode()
+        raise _missing()
+    supplied = _digest(token)
     matched = False
-    # Compare with every key, always, so timing says nothing about which one matched.
-    for key in api_keys:
-        matched |= hmac.compare_digest(supplied, key.encode())
+    # Every key, always, no early exit: timing does not tell which one matched.
+    for digest in _digests(tuple(api_keys)):
+        matched |= hmac.compare_digest(supplied, digest)
     if not matched:
-        raise APIError(
-            401,
-            "Incorrect API key provided.",
-            error_type="invalid_request_error",
-            code="invalid_api_key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise _incorrect()
     return key_owner(token)
+
+
+def authenticate(request: Request, api_keys: list[str]) -> str | None:
+    """Return the caller's owner tag, ``None`` when the API is open; 401 otherwise."""
+    return owner_for_header(request.headers.get("authorization"), api_keys)
+
+
+def is_protected(path: str) -> bool:
+    return path in PROTECTED_PATHS or path.startswith(PROTECTED_PREFIXES)
+
+
+class APIKeyAuth:
+    """401 for protected paths without a valid key, before the app sees the request.
+
+    Sits inside the CORS middleware, so preflight requests (which browsers
+    send without credentials) are answered by CORS, and a 401 still carries
+    the CORS headers a page needs to read it.
+    """
+
+    def __init__(self, app: ASGIApp, api_keys: Sequence[str]) -> None:
+        self.app = app
+        self.api_keys = tuple(api_keys)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.api_keys:
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        root_path: str = scope.get("root_path", "")
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path) :]
+        if is_protected(path):
+            authorization = None
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    authorization = value.decode("latin-1")
+                    break
+            try:
+                owner_for_header(authorization, self.api_keys)
+            except APIError as error:
+                await _send_error(send, error)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _send_error(send: Send, error: APIError) -> None:
+    body = json.dumps(error_body(error.message, error.error_type, error.code, error.param)).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    headers.extend((k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items())
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ContentLog:
+    """Logs a generation's answer text (``SSECHAT_LOG_CONTENT=1`` only) when it ends.
+
+    Wraps the ``Generation`` the hub runs; the payloads pass through unchanged.
+    Parsing each chunk costs a ``json.loads``, which is why this is opt-in
+    (besides privacy).
+    """
+
+    def __init__(self, inner: Generation, completion_id: str) -> None:
+        self._inner = inner
+        self._completion_id = completion_id
+        self._parts: list[str] = []
+
+    async def events(self) -> AsyncIterator[str]:
+        ended = "cancelled"
+        events = self._inner.events()
+        try:
+            async for data in events:
+                if is_done(data):
+                    ended = "done"
+                else:
+                    self._parts.extend(_content_of(data))
+                yield data
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            logger.info("%s answer (%s): %r", self._completion_id, ended, "".join(self._parts))
+
+    def closing_events(self, reason: EndReason, message: str) -> Sequence[str]:
+        return self._inner.closing_events(reason, message)
+
+
+def _content_of(data: str) -> list[str]:
+    try:
+        choices = json.loads(data).get("choices") or ()
+        contents = [(choice.get("delta") or {}).get("content") for choice in choices]
+    except (ValueError, AttributeError, TypeError):
+        return []
+    return [content for content in contents if isinstance(content, str)]

@@ -21,10 +21,19 @@ from backend.streaming import sse_response
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/chat/completions", tags=["chat"])
+router = APIRouter(
+    prefix="/v1/chat/completions",
+    tags=["chat"],
+    responses={
+        400: {"description": "Invalid request (OpenAI-style error body)"},
+        401: {"description": "Missing or wrong API key"},
+    },
+)
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 LimitsDep = Annotated[Limits, Depends(get_limits)]
+# Our ids are 1, 2, 3 …; documented so clients (and schemathesis) know a non-number is a 400.
+_EVENT_ID_PATTERN = r"^[0-9]*$"
 StreamIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")]
 
 _SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -209,10 +218,11 @@ async def stream_events(
     stream_id: StreamIdPath,
     request: Request,
     services: ServicesDep,
+    # str with "" for absent, not str | None: a nullable header has no wire form.
     last_event_id_header: Annotated[
-        str | None, Header(alias="Last-Event-ID", max_length=32)
-    ] = None,
-    last_event_id: Annotated[str | None, Query(max_length=32)] = None,
+        str, Header(alias="Last-Event-ID", max_length=32, pattern=_EVENT_ID_PATTERN)
+    ] = "",
+    last_event_id: Annotated[str, Query(max_length=32, pattern=_EVENT_ID_PATTERN)] = "",
 ) -> Response:
     """Replay every event after Last-Event-ID, then follow the stream live."""
     owner = _owner(request, services)

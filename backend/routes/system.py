@@ -14,7 +14,10 @@ router = APIRouter()
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-@router.get("/v1/models", tags=["models"])
+_NEEDS_KEY: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or wrong API key"}}
+
+
+@router.get("/v1/models", tags=["models"], responses=_NEEDS_KEY)
 async def list_models(request: Request, services: ServicesDep) -> dict[str, Any]:
     authenticate(request, services.settings.api_key_list)
     created = int(services.started_at)
@@ -45,7 +48,7 @@ async def health(services: ServicesDep) -> dict[str, Any]:
     }
 
 
-@router.get("/metrics", tags=["system"], response_class=PlainTextResponse)
+@router.get("/metrics", tags=["system"], response_class=PlainTextResponse, responses=_NEEDS_KEY)
 async def metrics(services: ServicesDep) -> PlainTextResponse:
     return PlainTextResponse(
         services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
