@@ -24,6 +24,7 @@ class Services:
     started_at: float = field(default_factory=time.time)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: a plain ``def`` dependency would cost a thread-pool hop per request.
     services: Services = request.app.state.services
     return services

@@ -205,6 +205,11 @@ class OpenAIUpstreamEngine:
                             text = chars.feed(chunk.text)
                             if text:
                                 yield TokenDelta(text)
+                        if text_deltas >= request.max_tokens and finish is None:
+                            # An upstream that ignores max_tokens must not grow
+                            # our stream (and the hub's buffer) without bound.
+                            finish = "length"
+                            break
                 finally:
                     await events.aclose()
         except UpstreamError as exc:

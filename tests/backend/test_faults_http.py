@@ -38,6 +38,7 @@ BODY = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 64}
 READ_TIMEOUT_S = 1.0
 FIREHOSE_CHUNKS = 400
 FIREHOSE_CHARS = 10_000  # 4 MB per stream: more than the kernel buffers on loopback
+FIREHOSE_BODY = {**BODY, "max_tokens": 1000}  # room for every firehose chunk
 
 
 class ScenarioSwitch:
@@ -197,7 +198,7 @@ def stuck_reader(base_url: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect((HOST, port))
-    body = json.dumps({**BODY, "stream": True}).encode()
+    body = json.dumps({**FIREHOSE_BODY, "stream": True}).encode()
     head = (
         f"POST {CHAT} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
@@ -207,7 +208,7 @@ def stuck_reader(base_url: str) -> socket.socket:
 
 
 async def read_whole(http: httpx.AsyncClient) -> list[str]:
-    async with http.stream("POST", CHAT, json={**BODY, "stream": True}) as response:
+    async with http.stream("POST", CHAT, json={**FIREHOSE_BODY, "stream": True}) as response:
         raw = await response.aread()
     events, _ = parse_stream(raw)
     return [event.last_event_id for event in events]
@@ -254,3 +255,18 @@ async def test_a_reader_that_never_reads_costs_bounded_memory(setup: Setup) -> N
         assert time.monotonic() < deadline, "stuck readers' streams were never released"
         await asyncio.sleep(0.1)
     assert_still_healthy(base_url)
+
+
+def test_an_upstream_ignoring_max_tokens_is_cut_at_max_tokens(setup: Setup) -> None:
+    setup.switch.scenario = "firehose"
+    payloads, _ = stream(setup.backend.url, {**BODY, "max_tokens": 5})
+    contents = [
+        chunk["choices"][0]["delta"]["content"]
+        for chunk in payloads
+        if isinstance(chunk, dict)
+        and chunk.get("choices")
+        and chunk["choices"][0]["delta"].get("content")
+    ]
+    assert len(contents) == 5
+    assert payloads[-1] == "[DONE]"
+    assert payloads[-2]["choices"][0]["finish_reason"] == "length"
