@@ -247,6 +247,11 @@ def _error_fields(body: bytes, fallback: str) -> tuple[str, str | None, str | No
     return fallback, None, None
 
 
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _opt_str(value: object) -> str | None:
     return None if value is None else str(value)
 
@@ -438,8 +443,14 @@ class ChatStream:
                         if text:
                             yield Delta(text, self._token_times[-1])
                 reason = "the response ended before [DONE]"
-            except (httpx.TransportError, SSEError) as exc:
-                reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            except SSEError as exc:  # not an event stream at all: resuming will not help
+                raise ChatClientError(
+                    f"the backend at {self._client.base_url} did not answer with an event "
+                    f"stream ({exc})"
+                ) from exc
+            except (httpx.TransportError, httpx.StreamError) as exc:
+                # StreamError: our own cancel() closed the response under the reader.
+                reason = _describe(exc)
             finally:
                 self._response = None
             # The connection is gone without [DONE].
@@ -505,6 +516,7 @@ class ChatStream:
         if error is not None:
             fields = error if isinstance(error, dict) else {"message": str(error)}
             self._finish_reason = "error"
+            self._finished = True  # the server ends the stream after an error event
             raise StreamEventError(
                 str(fields.get("message") or "the server reported an error"),
                 _opt_str(fields.get("type")),
@@ -620,9 +632,13 @@ class ChatClient:
             response = await self.http.request(
                 method, path, headers=self.auth_headers(), timeout=self.timeout, **kwargs
             )
+        except httpx.TimeoutException as exc:
+            raise BackendUnreachableError(
+                f"the backend at {self.base_url} did not answer in time ({type(exc).__name__})"
+            ) from exc
         except httpx.TransportError as exc:
             raise BackendUnreachableError(
-                f"cannot reach the backend at {self.base_url}: {exc or type(exc).__name__}"
+                f"cannot reach the backend at {self.base_url} ({_describe(exc)})"
             ) from exc
         await _raise_for_status(response)
         return response

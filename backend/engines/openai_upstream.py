@@ -201,15 +201,15 @@ class OpenAIUpstreamEngine:
                         if chunk.finish_reason is not None:
                             finish = chunk.finish_reason
                         if chunk.text:
+                            if text_deltas >= request.max_tokens and finish is None:
+                                # A delta beyond max_tokens: the upstream ignores it, and
+                                # must not grow our stream (and the hub's buffer) unbounded.
+                                finish = "length"
+                                break
                             text_deltas += 1
                             text = chars.feed(chunk.text)
                             if text:
                                 yield TokenDelta(text)
-                        if text_deltas >= request.max_tokens and finish is None:
-                            # An upstream that ignores max_tokens must not grow
-                            # our stream (and the hub's buffer) without bound.
-                            finish = "length"
-                            break
                 finally:
                     await events.aclose()
         except UpstreamError as exc:

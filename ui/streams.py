@@ -1,5 +1,6 @@
-"""Batch a fast async stream into updates at most every ``interval_s``.
+"""Async-iterator plumbing for the UI: ``coalesce`` (batch updates) and ``merge`` (fan-in).
 
+``coalesce`` batches a fast stream into updates at most every ``interval_s``.
 Why: every Gradio yield re-sends and re-diffs the whole chat, so its cost
 grows with the history; one yield per token makes a long chat CPU-bound.
 The first item passes at once (time to first token stays honest), later
@@ -18,6 +19,8 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterable
 from typing import TypeVar
+
+__all__ = ["coalesce", "merge"]
 
 T = TypeVar("T")
 
@@ -76,3 +79,42 @@ class _Failure:
 
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
+
+
+async def merge(*sources: AsyncIterable[T]) -> AsyncGenerator[T, None]:
+    """Items of all sources as they come (Compare's two panes on one update loop).
+
+    One task per source; an exception in a source is re-raised here, closing
+    this iterator cancels every source still running.
+    """
+    queue: asyncio.Queue[object] = asyncio.Queue()
+
+    async def pump(source: AsyncIterable[T]) -> None:
+        try:
+            async for item in source:
+                queue.put_nowait(item)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            queue.put_nowait(_Failure(exc))
+        else:
+            queue.put_nowait(_END)
+
+    tasks = [asyncio.create_task(pump(source)) for source in sources]
+    running = len(tasks)
+    try:
+        while running:
+            got = await queue.get()
+            if got is _END:
+                running -= 1
+            elif isinstance(got, _Failure):
+                raise got.exc
+            else:
+                yield got  # type: ignore[misc]
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
