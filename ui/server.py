@@ -51,6 +51,7 @@ class UIConfig:
     api_key: str | None = None  # remote mode: key the UI sends to the backend
     coalesce_ms: float = 40.0
     read_timeout_s: float = 60.0
+    auth: tuple[tuple[str, str], ...] = ()  # Gradio login; empty = no login page
 
     @property
     def embedded(self) -> bool:
@@ -68,8 +69,9 @@ class UIConfig:
 def config_from_env(env: Mapping[str, str] | None = None) -> UIConfig:
     """``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`` (Gradio's own names, which Spaces set),
     ``SSECHAT_BACKEND_URL``, ``SSECHAT_BACKEND_API_KEY`` (remote only),
-    ``SSECHAT_UI_COALESCE_MS`` (0 = one browser update per token) and
-    ``SSECHAT_UI_READ_TIMEOUT_S`` (must exceed the backend's keep-alive interval).
+    ``SSECHAT_UI_COALESCE_MS`` (0 = one browser update per token),
+    ``SSECHAT_UI_READ_TIMEOUT_S`` (must exceed the backend's keep-alive interval) and
+    ``SSECHAT_UI_AUTH`` (``user:password[,user:password…]``: Gradio's login page).
     """
     env = os.environ if env is None else env
     backend_url = env.get("SSECHAT_BACKEND_URL", "").strip() or None
@@ -80,7 +82,22 @@ def config_from_env(env: Mapping[str, str] | None = None) -> UIConfig:
         api_key=env.get("SSECHAT_BACKEND_API_KEY", "").strip() or None,
         coalesce_ms=float(env.get("SSECHAT_UI_COALESCE_MS", "").strip() or 40.0),
         read_timeout_s=float(env.get("SSECHAT_UI_READ_TIMEOUT_S", "").strip() or 60.0),
+        auth=parse_ui_auth(env.get("SSECHAT_UI_AUTH", "")),
     )
+
+
+def parse_ui_auth(value: str) -> tuple[tuple[str, str], ...]:
+    """``user:password`` pairs, comma-separated; the password may contain ``:``."""
+    pairs = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        user, separator, password = item.partition(":")
+        if not separator or not user or not password:
+            raise ValueError("SSECHAT_UI_AUTH takes user:password pairs separated by commas")
+        pairs.append((user, password))
+    return tuple(pairs)
 
 
 def _demo_page(api_base: str) -> str:
@@ -151,6 +168,7 @@ def build_app(
         css=CSS,
         footer_links=["api", "gradio", "settings"],
         run_history=False,
+        auth=list(config.auth) or None,
     )
     return mounted
 
@@ -177,7 +195,7 @@ def serve(config: UIConfig | None = None) -> None:
     app = build_app(config)
     mode = "embedded backend" if config.embedded else f"backend {config.backend_url}"
     logger.info("ssechat UI on http://%s:%d (%s)", config.host, config.port, mode)
-    uvicorn.run(
+    uvicorn_config = uvicorn.Config(
         app,
         host=config.host,
         port=config.port,
@@ -185,3 +203,13 @@ def serve(config: UIConfig | None = None) -> None:
         # Open SSE streams would otherwise hold a Ctrl+C / SIGTERM for a long time.
         timeout_graceful_shutdown=3,
     )
+    server: uvicorn.Server
+    if config.embedded:
+        # Embedded, the API's streams end with a final event on SIGTERM, as under
+        # ``python -m backend`` (see backend/serving.py).
+        from backend.serving import DrainingServer
+
+        server = DrainingServer(uvicorn_config)
+    else:
+        server = uvicorn.Server(uvicorn_config)
+    server.run()

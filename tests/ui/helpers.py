@@ -29,6 +29,15 @@ def run_ui_process(
 
     Ready means the Gradio page answers 200 (in embedded mode the API is up by then too).
     """
+    with ui_process(env, startup_timeout_s=startup_timeout_s) as (url, _process):
+        yield url
+
+
+@contextlib.contextmanager
+def ui_process(
+    env: Mapping[str, str] | None = None, *, startup_timeout_s: float = 90.0
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``run_ui_process``, also yielding the process (for signal tests)."""
     port = free_port()
     child_env = dict(os.environ)
     child_env.update(
@@ -55,7 +64,7 @@ def run_ui_process(
         )
         try:
             _wait_ready(process, url, startup_timeout_s, log)
-            yield url
+            yield url, process
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
