@@ -32,3 +32,12 @@ def test_every_backend_setting_is_documented() -> None:
 def test_readme_names_the_two_commands() -> None:
     assert "make run" in README
     assert "make test" in README
+
+
+def test_every_variable_the_ui_reads_is_documented() -> None:
+    names: set[str] = set()
+    for path in (REPO_ROOT / "ui").glob("*.py"):
+        names.update(re.findall(r"""env\.get\(\s*["']([A-Z_]+)["']""", path.read_text()))
+    assert "SSECHAT_BACKEND_URL" in names  # the pattern still finds what it should
+    missing = sorted(name for name in names if f"`{name}`" not in README)
+    assert not missing, f"UI variables missing from README: {missing}"
