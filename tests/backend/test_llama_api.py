@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from openai import OpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.servers import run_backend_process
 
@@ -28,10 +29,12 @@ def test_auto_engine_picks_the_local_model(base_url: str) -> None:
 
 def test_local_model_streams_through_the_sdk(base_url: str) -> None:
     sdk = OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0)
-    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "What is the capital of France?"}
+    ]
     stream = sdk.chat.completions.create(
         model="gemma-3-270m",
-        messages=messages,  # type: ignore[arg-type]
+        messages=messages,
         stream=True,
         max_tokens=24,
         seed=1,
@@ -52,7 +55,7 @@ def test_local_model_streams_through_the_sdk(base_url: str) -> None:
     # same seed, same text, without streaming
     whole = sdk.chat.completions.create(
         model="gemma-3-270m",
-        messages=messages,  # type: ignore[arg-type]
+        messages=messages,
         max_tokens=24,
         seed=1,
         temperature=0.2,

@@ -8,11 +8,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from openai import OpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.servers import run_backend_process
 from tests.whatwg_sse import parse_stream
 
-MESSAGES = [{"role": "user", "content": "Explain SSE in one paragraph."}]
+MESSAGES: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "Explain SSE in one paragraph."}
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,7 @@ def test_sdk_stream_equals_raw_parse_equals_non_stream(base_url: str) -> None:
     model = sdk.models.list().data[0].id
     stream = sdk.chat.completions.create(
         model=model,
-        messages=MESSAGES,  # type: ignore[arg-type]
+        messages=MESSAGES,
         stream=True,
         seed=42,
         max_tokens=80,
@@ -60,7 +63,7 @@ def test_sdk_stream_equals_raw_parse_equals_non_stream(base_url: str) -> None:
 
     whole = sdk.chat.completions.create(
         model=model,
-        messages=MESSAGES,  # type: ignore[arg-type]
+        messages=MESSAGES,
         seed=42,
         max_tokens=80,
     )
@@ -74,10 +77,10 @@ def test_sdk_raises_readable_errors(base_url: str) -> None:
 
     sdk = OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0)
     with pytest.raises(openai.NotFoundError, match="does not exist"):
-        sdk.chat.completions.create(model="nope", messages=MESSAGES)  # type: ignore[arg-type]
+        sdk.chat.completions.create(model="nope", messages=MESSAGES)
     with pytest.raises(openai.BadRequestError, match="temperature"):
         sdk.chat.completions.create(
             model="ssechat-simulated",
-            messages=MESSAGES,  # type: ignore[arg-type]
+            messages=MESSAGES,
             temperature=9,
         )
