@@ -227,18 +227,6 @@ def test_a_refused_start_does_not_keep_the_slot() -> None:
 # --- shared through Redis ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with run_redis_server() as server:
-        yield server
-
-
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    redis_server.flush()
-    return redis_server.url
-
-
 @pytest.mark.redis
 def test_limits_are_shared_by_every_worker(redis_url: str) -> None:
     config = settings(

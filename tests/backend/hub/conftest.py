@@ -32,20 +32,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One redis-server for the session; tests that stop it use ``own_redis_server``."""
-    with run_redis_server() as server:
-        yield server
-
-
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    """The session's Redis, emptied for this test."""
-    redis_server.flush()
-    return redis_server.url
-
-
 @pytest.fixture
 def own_redis_server() -> Iterator[RedisServer]:
     """A redis-server of this test alone (it may stop and restart it)."""
