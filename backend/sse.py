@@ -81,11 +81,15 @@ def encode_data_event(seq: int, data: str, retry_ms: int | None = None) -> bytes
 
 def encode_batch(events: Iterable[tuple[int, str]], retry_ms: int | None = None) -> bytes:
     """Encode several numbered events into one write (``retry`` on the first only)."""
-    chunks: list[bytes] = []
+    parts: list[str] = []
     for seq, data in events:
-        chunks.append(encode_data_event(seq, data, retry_ms))
-        retry_ms = None
-    return b"".join(chunks)
+        if retry_ms is None and "\n" not in data and "\r" not in data:
+            parts.append(f"id: {seq}\ndata: {data}\n\n")  # the common case, inlined
+        else:
+            parts.append(encode_data_event(seq, data, retry_ms).decode("utf-8"))
+            retry_ms = None
+    # One encode per batch, not per event.
+    return "".join(parts).encode("utf-8", "replace")
 
 
 def encode_comment(text: str) -> bytes:

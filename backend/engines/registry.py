@@ -73,7 +73,9 @@ async def _openai(settings: Settings, http_client: httpx.AsyncClient) -> Engine:
 async def build_engines(settings: Settings, http_client: httpx.AsyncClient) -> EngineSet:
     simulated_model = settings.model if settings.engine == "simulated" and settings.model else None
     simulated = SimulatedEngine(
-        tokens_per_s=settings.sim_tokens_per_s, model=simulated_model or DEFAULT_MODEL
+        tokens_per_s=settings.sim_tokens_per_s,
+        model=simulated_model or DEFAULT_MODEL,
+        fill_max_tokens=settings.sim_fill_max_tokens,
     )
     note = ""
     primary: Engine

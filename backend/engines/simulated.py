@@ -88,19 +88,23 @@ def _request_seed(request: GenerationRequest) -> int:
     return int.from_bytes(digest.digest()[:8], "big")
 
 
-def simulated_tokens(request: GenerationRequest) -> list[str]:
-    """The whole answer this request gets, before ``max_tokens`` cuts it."""
+def simulated_tokens(request: GenerationRequest, min_tokens: int = 0) -> list[str]:
+    """The whole answer this request gets, before ``max_tokens`` cuts it.
+
+    4 to 9 sentences, then more until there are at least ``min_tokens`` tokens.
+    The sentences come from one seeded generator, so a longer answer starts
+    with exactly the text of the shorter one.
+    """
     rng = random.Random(_request_seed(request))
-    sentences = [rng.choice(_OPENERS)]
-    for _ in range(rng.randint(4, 9)):
+    tokens = _split_words(rng.choice(_OPENERS))
+    natural = rng.randint(4, 9)
+    index = 1
+    while index <= natural or len(tokens) < min_tokens:
         sentence = f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}"
-        sentences.append(sentence[0].upper() + sentence[1:] + rng.choice(_TAILS))
-    tokens: list[str] = []
-    for index, sentence in enumerate(sentences):
-        words = _split_words(sentence)
-        if index > 0:
-            words[0] = ("\n\n" if index % 3 == 0 else " ") + words[0]
+        words = _split_words(sentence[0].upper() + sentence[1:] + rng.choice(_TAILS))
+        words[0] = ("\n\n" if index % 3 == 0 else " ") + words[0]
         tokens.extend(words)
+        index += 1
     return tokens
 
 
@@ -113,16 +117,19 @@ class SimulatedEngine:
 
     name = "simulated"
 
-    def __init__(self, *, tokens_per_s: float, model: str = DEFAULT_MODEL) -> None:
+    def __init__(
+        self, *, tokens_per_s: float, model: str = DEFAULT_MODEL, fill_max_tokens: bool = False
+    ) -> None:
         self._tokens_per_s = tokens_per_s
         self._model = model
+        self._fill_max_tokens = fill_max_tokens
 
     @property
     def models(self) -> tuple[str, ...]:
         return (self._model,)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
-        tokens = simulated_tokens(request)
+        tokens = simulated_tokens(request, request.max_tokens if self._fill_max_tokens else 0)
         stops = request.stop
         produced = ""
         count = 0

@@ -10,14 +10,14 @@ into SSE bytes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 EndReason = Literal["cancelled", "abandoned", "error", "shutdown"]
 
 
-@dataclass(frozen=True, slots=True)
-class StreamEvent:
+class StreamEvent(NamedTuple):
+    """One numbered event (a tuple: built per event on the hot path)."""
+
     seq: int
     data: str
 

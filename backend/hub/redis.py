@@ -472,11 +472,20 @@ class RedisHub:
             # Retries are ours (they need to know what is idempotent and for how long).
             "retry": Retry(NoBackoff(), 0),
         }
-        self._redis: Redis = Redis.from_url(redis_url, socket_timeout=_COMMAND_TIMEOUT_S, **common)
+        # redis-py's async pools stop at 100 connections by default and then fail
+        # every further command ("Too many connections"). Each open reader holds a
+        # blocking connection, so size the pools from the stream bound instead.
+        pool_size = max_streams + 64
+        self._redis: Redis = Redis.from_url(
+            redis_url, socket_timeout=_COMMAND_TIMEOUT_S, max_connections=pool_size, **common
+        )
         # Readers park in XREAD BLOCK for up to keepalive_s: their own pool, so
         # they never starve the producers' and cancellers' commands.
         self._blocking: Redis = Redis.from_url(
-            redis_url, socket_timeout=keepalive_s + _COMMAND_TIMEOUT_S, **common
+            redis_url,
+            socket_timeout=keepalive_s + _COMMAND_TIMEOUT_S,
+            max_connections=pool_size,
+            **common,
         )
         self._admit = self._redis.register_script(_LUA_COMMON + _LUA_ADMIT)
         self._append = self._redis.register_script(_LUA_COMMON + _LUA_APPEND)

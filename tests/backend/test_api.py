@@ -301,3 +301,17 @@ def test_explicit_cancel_ends_every_subscriber_with_done() -> None:
         assert chunks[-2]["choices"][0]["finish_reason"] == "cancelled"
         assert len(chunks) < 100
         assert metric(http, "ssechat_cancellations_total", '{reason="cancelled"}') == 1
+
+
+def test_simulated_fill_runs_to_max_tokens_and_keeps_the_natural_prefix() -> None:
+    body = {"messages": MESSAGES, "seed": 9, "max_tokens": 300}
+    with serve_app(create_app(make_settings())) as base_url:
+        natural = httpx.post(f"{base_url}{CHAT}", json=body, timeout=30).json()
+    with serve_app(create_app(make_settings(sim_fill_max_tokens=True))) as base_url:
+        filled = httpx.post(f"{base_url}{CHAT}", json=body, timeout=30).json()
+    assert natural["usage"]["completion_tokens"] < 300
+    assert natural["choices"][0]["finish_reason"] == "stop"
+    assert filled["usage"]["completion_tokens"] == 300
+    assert filled["choices"][0]["finish_reason"] == "length"
+    text = natural["choices"][0]["message"]["content"]
+    assert filled["choices"][0]["message"]["content"].startswith(text)
