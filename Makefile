@@ -48,7 +48,10 @@ pytest: $(VENV)/.test-installed system-deps
 
 test: lint typecheck pytest
 
+# wrk (Debian) is the load generator of the throughput benchmark.
 bench: $(VENV)/.test-installed system-deps
+	@command -v wrk >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk; }
 	$(PY) bench/run_all.py
 
 clean:
