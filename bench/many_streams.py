@@ -254,7 +254,8 @@ def longest_seed(tries: int = 64) -> tuple[int, int]:
             max_tokens=MAX_TOKENS,
             seed=seed,
         )
-        tokens = min(len(simulated_tokens(request)), MAX_TOKENS)
+        # the server runs with SSECHAT_SIM_FILL_MAX_TOKENS=1: answers run to max_tokens
+        tokens = min(len(simulated_tokens(request, MAX_TOKENS)), MAX_TOKENS)
         if tokens > best[1]:
             best = (seed, tokens)
     return best
