@@ -30,20 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.support import HOST, RESULTS, ROOT, bench_env, free_port, http_get, write_json
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 
 logger = logging.getLogger("bench.cold_start")
 
 PROMPT = "Name three colours."
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 BOT = "#chat-bot [data-testid='bot']"
 
 

@@ -50,6 +50,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import httpx
 
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS
+
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
@@ -58,16 +60,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("bench.ui_latency")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # --------------------------------------------------------------------------- server side

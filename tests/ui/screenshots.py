@@ -14,9 +14,9 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect, sync_playwright
 
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import REPO_ROOT
 from tests.ui.helpers import run_ui_process
-from tests.ui.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 logger = logging.getLogger(__name__)
 

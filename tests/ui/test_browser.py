@@ -11,20 +11,11 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.ui.helpers import cancelled_by_request, reference_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PROMPT = "Explain Server-Sent Events in a few sentences."
 BOT = "#chat-bot [data-testid='bot']"
 
