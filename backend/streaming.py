@@ -1,19 +1,24 @@
 """The SSE response: a hub subscription written to the socket through the encoder.
 
-Built on Starlette's ``StreamingResponse`` (not ``fastapi.sse``, which pays
-per event for its keep-alive machinery): keep-alive here is the hub
-handing us an empty batch after ``keepalive_s`` of silence, so a busy
-stream pays nothing for it, and a burst of ready events goes out as one
-write. Starlette watches ``http.disconnect`` and cancels this body at its
-current ``await``; ``finally`` then detaches from the hub.
+Neither ``fastapi.sse`` (which pays per event for its keep-alive machinery)
+nor Starlette's ``StreamingResponse`` (an anyio task group and two tasks per
+response, to race the body against ``http.disconnect``): ``SSEResponse`` is a
+plain ASGI response that writes the body in the request's own task, with one
+small task waiting for the disconnect. Keep-alive is the hub handing us an
+empty batch after ``keepalive_s`` of silence, so a busy stream pays nothing
+for it, and a burst of ready events goes out as one write. On disconnect the
+body is cancelled at its current ``await``; ``finally`` then detaches from
+the hub.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Mapping
 
-from starlette.responses import StreamingResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from backend.completions import error_payload
 from backend.hub.base import HubError, Subscription
@@ -35,7 +40,7 @@ async def _body(
     retry_ms: int | None,
     metrics: Metrics,
     close_after_events: int,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     metrics.active_responses += 1
     finished = False
     sent = 0
@@ -65,8 +70,10 @@ async def _body(
         logger.warning("hub error mid-stream: %s", error.message)
         metrics.errors.inc(label_value=error.error_type)
         finished = True
-        yield encode_error_event(error_payload(error.message, error.error_type))
-        yield encode_error_event(DONE)
+        # No id: these events are not in the hub's numbering, so a client that
+        # resumes later must not skip real events because of them.
+        yield encode_event(error_payload(error.message, error.error_type))
+        yield encode_event(DONE)
     finally:
         metrics.active_responses -= 1
         if not finished:
@@ -74,10 +81,46 @@ async def _body(
         await subscription.aclose()
 
 
-def encode_error_event(data: str) -> bytes:
-    # No id: these events are not in the hub's numbering, so a client resuming
-    # later must not skip real events because of them.
-    return encode_event(data)
+class SSEResponse(Response):
+    """A ``text/event-stream`` response whose body is an async iterator of bytes."""
+
+    media_type = "text/event-stream; charset=utf-8"
+
+    def __init__(self, body: AsyncGenerator[bytes, None], headers: Mapping[str, str]) -> None:
+        self.status_code = 200
+        self.background = None
+        self._body_iterator = body
+        self.init_headers(headers)  # no body attribute: no Content-Length, chunked
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        writer = asyncio.current_task()
+        assert writer is not None
+        disconnected = False
+
+        async def watch_for_disconnect() -> None:
+            nonlocal disconnected
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected = True
+            writer.cancel()
+
+        watcher = asyncio.create_task(watch_for_disconnect())
+        body = self._body_iterator
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for chunk in body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            watcher.cancel()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not disconnected:
+                raise  # cancelled from outside (server shutdown): not ours to swallow
+            writer.uncancel()  # the client left: a normal end for an SSE response
+        finally:
+            watcher.cancel()
+            await body.aclose()
+        if self.background is not None:
+            await self.background()
 
 
 def sse_response(
@@ -87,14 +130,13 @@ def sse_response(
     retry_ms: int | None,
     metrics: Metrics,
     close_after_events: int = 0,
-) -> StreamingResponse:
-    return StreamingResponse(
+) -> SSEResponse:
+    return SSEResponse(
         _body(
             subscription,
             retry_ms=retry_ms,
             metrics=metrics,
             close_after_events=close_after_events,
         ),
-        media_type="text/event-stream; charset=utf-8",
         headers={**SSE_HEADERS, "X-Stream-Id": stream_id},
     )
