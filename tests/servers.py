@@ -29,13 +29,23 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 import uvicorn
 
-__all__ = ["REPO_ROOT", "ASGIApp", "free_port", "run_backend_process", "serve_app"]
+__all__ = [
+    "REPO_ROOT",
+    "ASGIApp",
+    "ChildServer",
+    "backend_process",
+    "free_port",
+    "run_backend_process",
+    "serve_app",
+    "serve_process",
+]
 
 # Any ASGI 3 callable: FastAPI/Starlette apps, raw ``async def app(scope, receive, send)``.
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
@@ -96,76 +106,107 @@ def serve_app(
         sock.close()
 
 
+@dataclass
+class ChildServer:
+    """A server running as a child process: its URL, the process, and its output."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    _log: IO[bytes]
+
+    def log(self) -> str:
+        """Everything the process wrote to stdout and stderr so far."""
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace")
+
+    def terminate(self, timeout_s: float = 15.0) -> int:
+        """SIGTERM, then the exit status; a process that ignores it fails the test."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"ignored SIGTERM for {timeout_s}s:\n{self.log()}") from None
+
+
+@contextlib.contextmanager
+def serve_process(
+    command: Sequence[str],
+    *,
+    port: int,
+    env: Mapping[str, str] | None = None,
+    ready_path: str = "/healthz",
+    startup_timeout_s: float = 60.0,
+    repo_on_path: bool = True,
+) -> Iterator[ChildServer]:
+    """Run ``command`` from the repository root until ``GET ready_path`` answers 200.
+
+    The child gets this environment minus every ``SSECHAT_*`` variable (tests
+    are hermetic), plus ``env``. ``repo_on_path=False`` also drops
+    ``PYTHONPATH``, for a program that must find the repository by itself.
+    On exit: SIGTERM, then SIGKILL after 15 s.
+    """
+    child_env = {key: value for key, value in os.environ.items() if not key.startswith("SSECHAT_")}
+    child_env["PYTHONUNBUFFERED"] = "1"
+    if repo_on_path:
+        child_env["PYTHONPATH"] = str(REPO_ROOT)
+    else:
+        child_env.pop("PYTHONPATH", None)
+    child_env.update(env or {})
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            list(command), env=child_env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+        server = ChildServer(f"http://{HOST}:{port}", process, log)
+        try:
+            _wait_ready(server, " ".join(command[1:3]), ready_path, startup_timeout_s)
+            yield server
+        finally:
+            if process.poll() is None:
+                with contextlib.suppress(AssertionError):
+                    server.terminate()
+
+
+def _wait_ready(server: ChildServer, name: str, ready_path: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=2.0) as client:
+        while True:
+            if server.process.poll() is not None:
+                code = server.process.returncode
+                raise RuntimeError(f"{name} exited with {code}:\n{server.log()[-4000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                if client.get(f"{server.url}{ready_path}").status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                message = f"{name} not ready after {timeout_s}s:\n{server.log()[-4000:]}"
+                raise RuntimeError(message)
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def backend_process(
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    *,
+    startup_timeout_s: float = 60.0,
+) -> Iterator[ChildServer]:
+    """``python -m backend --host 127.0.0.1 --port P *args``, ready when /healthz is 200."""
+    port = free_port()
+    command = [sys.executable, "-m", "backend", "--host", HOST, "--port", str(port), *args]
+    with serve_process(command, port=port, env=env, startup_timeout_s=startup_timeout_s) as server:
+        yield server
+
+
 @contextlib.contextmanager
 def run_backend_process(
     env: Mapping[str, str] | None = None,
     args: Sequence[str] = (),
     *,
-    python: str = sys.executable,
     startup_timeout_s: float = 60.0,
-    stop_timeout_s: float = 10.0,
 ) -> Iterator[str]:
-    """Run ``python -m backend --host 127.0.0.1 --port P *args``; yield its base URL.
-
-    ``env`` is added to a copy of the current environment (settings go in as
-    ``SSECHAT_*`` variables); ``PYTHONPATH`` gains the repository root so the
-    child imports this checkout. Ready means ``GET /healthz`` returned 200.
-    """
-    port = free_port()
-    child_env = dict(os.environ)
-    child_env.update(env or {})
-    child_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH", "")) if p
-    )
-    child_env.setdefault("PYTHONUNBUFFERED", "1")
-    command = [python, "-m", "backend", "--host", HOST, "--port", str(port), *args]
-    base_url = f"http://{HOST}:{port}"
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            command, env=child_env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            _wait_healthy(process, base_url, startup_timeout_s, log)
-            yield base_url
-        finally:
-            _stop(process, stop_timeout_s)
-
-
-def _wait_healthy(
-    process: subprocess.Popen[bytes], base_url: str, timeout_s: float, log: IO[bytes]
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=2.0) as client:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"backend exited with {process.returncode} before it was healthy:\n"
-                    + _tail(log)
-                )
-            try:
-                if client.get(f"{base_url}/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"backend at {base_url} not healthy after {timeout_s}s:\n" + _tail(log)
-                )
-            time.sleep(0.05)
-
-
-def _stop(process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def _tail(log: IO[bytes], limit: int = 4000) -> str:
-    log.flush()
-    log.seek(0)
-    return log.read().decode("utf-8", "replace")[-limit:]
+    """``backend_process``, yielding only the base URL."""
+    with backend_process(env, args, startup_timeout_s=startup_timeout_s) as server:
+        yield server.url

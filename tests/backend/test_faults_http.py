@@ -28,9 +28,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.backend.backend_process import Backend, backend_process
 from tests.backend.engines.upstream_faults import ANSWER, FaultyUpstream
-from tests.servers import HOST, free_port, serve_app
+from tests.servers import HOST, ChildServer, backend_process, free_port, serve_app
 from tests.whatwg_sse import parse_stream
 
 CHAT = "/v1/chat/completions"
@@ -78,7 +77,7 @@ async def _firehose(receive: Any, send: Any) -> None:
 @dataclass
 class Setup:
     switch: ScenarioSwitch
-    backend: Backend
+    backend: ChildServer
 
 
 @pytest.fixture(scope="module")

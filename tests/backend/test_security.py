@@ -17,9 +17,8 @@ import pytest
 from backend.app import create_app
 from backend.config import Settings
 from backend.security import key_owner, owner_for_header
-from tests.backend.backend_process import backend_process
 from tests.backend.engines.upstream_faults import ANSWER, API_KEY, FaultyUpstream
-from tests.servers import serve_app
+from tests.servers import backend_process, serve_app
 from tests.whatwg_sse import parse_stream
 
 CHAT = "/v1/chat/completions"

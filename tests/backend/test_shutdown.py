@@ -24,8 +24,8 @@ import uvicorn
 from backend.app import SHUTDOWN_HOOK, create_app
 from backend.config import Settings
 from backend.serving import DrainingServer
-from tests.backend.backend_process import backend_process
 from tests.redis_server import run_redis_server
+from tests.servers import backend_process
 from tests.whatwg_sse import parse_stream
 
 CHAT = "/v1/chat/completions"

@@ -4,18 +4,14 @@ read Prometheus counters, ask the backend for a reference answer."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator, Mapping
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
-from tests.servers import REPO_ROOT, free_port
+from tests.servers import free_port, serve_process
 
 # A modest rate: answers take long enough to watch them grow, stop and resume.
 TOKENS_PER_S = 50.0
@@ -39,62 +35,24 @@ def ui_process(
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``run_ui_process``, also yielding the process (for signal tests)."""
     port = free_port()
-    child_env = dict(os.environ)
-    child_env.update(
-        {
-            "SSECHAT_ENGINE": "simulated",
-            "SSECHAT_SIM_TOKENS_PER_S": str(TOKENS_PER_S),
-            "GRADIO_SERVER_NAME": "127.0.0.1",
-            "GRADIO_SERVER_PORT": str(port),
-            "GRADIO_ANALYTICS_ENABLED": "False",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    child_env.update(env or {})
+    ui_env = {
+        "SSECHAT_ENGINE": "simulated",
+        "SSECHAT_SIM_TOKENS_PER_S": str(TOKENS_PER_S),
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        **(env or {}),
+    }
     # Deliberately no PYTHONPATH: ui/app.py must find the repository by itself.
-    child_env.pop("PYTHONPATH", None)
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [sys.executable, "ui/app.py"],
-            cwd=REPO_ROOT,
-            env=child_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_ready(process, url, startup_timeout_s, log)
-            yield url, process
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-
-
-def _wait_ready(
-    process: subprocess.Popen[bytes], url: str, timeout_s: float, log: IO[bytes]
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=2.0) as client:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"ui/app.py exited with {process.returncode}:\n{_tail(log)}")
-            with contextlib.suppress(httpx.TransportError):
-                if client.get(f"{url}/").status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"ui/app.py not ready after {timeout_s}s:\n{_tail(log)}")
-            time.sleep(0.2)
-
-
-def _tail(log: IO[bytes], limit: int = 4000) -> str:
-    log.flush()
-    log.seek(0)
-    return log.read().decode("utf-8", "replace")[-limit:]
+    with serve_process(
+        [sys.executable, "ui/app.py"],
+        port=port,
+        env=ui_env,
+        ready_path="/",
+        startup_timeout_s=startup_timeout_s,
+        repo_on_path=False,
+    ) as server:
+        yield server.url, server.process
 
 
 def cancellations(metrics_text: str) -> float:

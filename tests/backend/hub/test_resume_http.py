@@ -22,9 +22,8 @@ from httpx_sse import EventSource
 
 from backend.app import create_app
 from backend.config import Settings
-from tests.backend.backend_process import backend_process
 from tests.redis_server import RedisServer
-from tests.servers import REPO_ROOT, free_port, serve_app
+from tests.servers import REPO_ROOT, backend_process, free_port, serve_app
 
 CHAT = "/v1/chat/completions"
 DONE = "[DONE]"
