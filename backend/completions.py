@@ -16,7 +16,8 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from backend.engines.base import Engine, EngineError, GenerationRequest, TokenDelta, Usage
-from backend.hub.base import EndReason
+from backend.errors import error_body
+from backend.hub.base import EndReason, Event, HubError
 from backend.sse import DONE
 
 logger = logging.getLogger(__name__)
@@ -31,8 +32,18 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def error_payload(message: str, error_type: str, code: str | None = None) -> str:
-    return _dumps({"error": {"message": message, "type": error_type, "code": code}})
+def error_payload(
+    message: str, error_type: str, code: str | None = None, param: str | None = None
+) -> str:
+    return _dumps(error_body(message, error_type, code, param))
+
+
+_DONE_EVENT: Event = ("", DONE)
+
+
+def hub_error_events(error: HubError) -> Sequence[Event]:
+    """In-band rendering of a hub failure: an error chunk, then ``[DONE]``."""
+    return [("", error_payload(error.message, error.error_type)), _DONE_EVENT]
 
 
 class ChatCompletionGeneration:
@@ -82,8 +93,8 @@ class ChatCompletionGeneration:
         }
         return self._head + ',"choices":[],"usage":' + _dumps(body) + "}"
 
-    async def events(self) -> AsyncIterator[str]:
-        yield self._chunk({"role": "assistant", "content": ""}, None)
+    async def events(self) -> AsyncIterator[Event]:
+        yield "", self._chunk({"role": "assistant", "content": ""}, None)
         prefix, suffix = self._content_prefix, self._content_suffix
         final: TokenDelta | None = None
         try:
@@ -94,7 +105,7 @@ class ChatCompletionGeneration:
                     self.completion_tokens += 1
                     # encode_basestring is json.dumps(text, ensure_ascii=False) minus
                     # building an encoder per call: same bytes, a third of the cost.
-                    yield prefix + encode_basestring(delta.text) + suffix
+                    yield "", prefix + encode_basestring(delta.text) + suffix
                 if delta.finish_reason is not None:
                     final = delta
                     break
@@ -103,34 +114,37 @@ class ChatCompletionGeneration:
             if self._on_error is not None:
                 self._on_error(error.error_type)
             self._finished = True
-            yield error_payload(error.message, error.error_type, error.code)
-            yield DONE
+            yield "", error_payload(error.message, error.error_type, error.code, error.param)
+            yield _DONE_EVENT
             return
         if final is None:
             if self._on_error is not None:
                 self._on_error("engine_error")
             self._finished = True
-            yield error_payload("The engine ended without a finish reason.", "engine_error")
-            yield DONE
+            yield "", error_payload("The engine ended without a finish reason.", "engine_error")
+            yield _DONE_EVENT
             return
         self._finished = True
-        yield self._chunk({}, final.finish_reason)
+        yield "", self._chunk({}, final.finish_reason)
         if self._include_usage:
             usage = final.usage or Usage(0, self.completion_tokens)
-            yield self._usage_chunk(usage)
-        yield DONE
+            yield "", self._usage_chunk(usage)
+        yield _DONE_EVENT
 
-    def closing_events(self, reason: EndReason, message: str) -> Sequence[str]:
+    def closing_events(self, reason: EndReason, message: str) -> Sequence[Event]:
         if reason == "error":
-            return [error_payload(f"Generation failed: {message}", "server_error"), DONE]
+            return [
+                ("", error_payload(f"Generation failed: {message}", "server_error")),
+                _DONE_EVENT,
+            ]
         if self._finished:
-            return [DONE]
+            return [_DONE_EVENT]
         finish = "cancelled" if reason in ("cancelled", "abandoned", "shutdown") else "stop"
-        events = [self._chunk({}, finish)]
+        events: list[Event] = [("", self._chunk({}, finish))]
         if self._include_usage:
             prompt = 0
-            events.append(self._usage_chunk(Usage(prompt, self.completion_tokens)))
-        return [*events, DONE]
+            events.append(("", self._usage_chunk(Usage(prompt, self.completion_tokens))))
+        return [*events, _DONE_EVENT]
 
 
 async def complete(

@@ -1,10 +1,20 @@
-"""OpenAI-style error bodies, and the handlers that turn every failure into one."""
+"""One error vocabulary, rendered per dialect, and the handlers that turn every
+failure into one.
+
+An error has a status, a message, an OpenAI ``type`` (``invalid_request_error``,
+``server_error`` …), and optionally a ``code`` and the ``param`` at fault. The
+OpenAI dialects (Chat Completions, Responses) render it as
+``{"error": {"message", "type", "param", "code"}}``; Anthropic Messages as
+``{"type": "error", "error": {"type", "message"}}`` with Anthropic's type
+names, chosen by status. Which dialect a request speaks follows from its path,
+so middleware (auth, body limits) answers in the right shape too.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,9 +48,50 @@ class APIError(Exception):
         self.headers = headers
 
 
+Dialect = Literal["openai", "anthropic"]
+
+_ANTHROPIC_PREFIX = "/v1/messages"
+
+# Anthropic's error types by HTTP status (docs: "Errors"); 529 is its "overloaded".
+_ANTHROPIC_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "api_error",
+    529: "overloaded_error",
+}
+
+
+def dialect_for_path(path: str) -> Dialect:
+    return "anthropic" if path.startswith(_ANTHROPIC_PREFIX) else "openai"
+
+
+def anthropic_error_type(status_code: int) -> str:
+    if status_code in _ANTHROPIC_TYPES:
+        return _ANTHROPIC_TYPES[status_code]
+    return "invalid_request_error" if status_code < 500 else "api_error"
+
+
 def error_body(
-    message: str, error_type: str, code: str | None = None, param: str | None = None
+    message: str,
+    error_type: str,
+    code: str | None = None,
+    param: str | None = None,
+    *,
+    dialect: Dialect = "openai",
+    status_code: int = 400,
 ) -> dict[str, Any]:
+    if dialect == "anthropic":
+        return {
+            "type": "error",
+            "error": {"type": anthropic_error_type(status_code), "message": message},
+        }
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
@@ -51,9 +102,13 @@ def error_response(
     code: str | None = None,
     param: str | None = None,
     headers: Mapping[str, str] | None = None,
+    *,
+    dialect: Dialect = "openai",
 ) -> JSONResponse:
     return JSONResponse(
-        error_body(message, error_type, code, param), status_code=status_code, headers=headers
+        error_body(message, error_type, code, param, dialect=dialect, status_code=status_code),
+        status_code=status_code,
+        headers=headers,
     )
 
 
@@ -72,32 +127,61 @@ def _describe_validation(error: RequestValidationError) -> tuple[str, str | None
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, APIError)
         return error_response(
-            exc.status_code, exc.message, exc.error_type, exc.code, exc.param, exc.headers
+            exc.status_code,
+            exc.message,
+            exc.error_type,
+            exc.code,
+            exc.param,
+            exc.headers,
+            dialect=dialect_for_path(request.url.path),
         )
 
-    async def on_hub_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_hub_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HubError)
         headers = {"Retry-After": "1"} if exc.status_code == 503 else None
-        return error_response(exc.status_code, exc.message, exc.error_type, headers=headers)
+        return error_response(
+            exc.status_code,
+            exc.message,
+            exc.error_type,
+            headers=headers,
+            dialect=dialect_for_path(request.url.path),
+        )
 
-    async def on_validation(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         message, param = _describe_validation(exc)
-        return error_response(400, message, "invalid_request_error", "invalid_value", param)
+        return error_response(
+            400,
+            message,
+            "invalid_request_error",
+            "invalid_value",
+            param,
+            dialect=dialect_for_path(request.url.path),
+        )
 
-    async def on_http(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = "request_too_large" if exc.status_code == 413 else None
         return error_response(
-            exc.status_code, str(exc.detail), "invalid_request_error", code, headers=exc.headers
+            exc.status_code,
+            str(exc.detail),
+            "invalid_request_error",
+            code,
+            headers=exc.headers,
+            dialect=dialect_for_path(request.url.path),
         )
 
-    async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error", exc_info=exc)
-        return error_response(500, "Internal server error.", "server_error")
+        return error_response(
+            500,
+            "Internal server error.",
+            "server_error",
+            dialect=dialect_for_path(request.url.path),
+        )
 
     app.add_exception_handler(APIError, on_api_error)
     app.add_exception_handler(HubError, on_hub_error)

@@ -52,7 +52,7 @@ from fastapi import Request
 
 from backend.config import Settings
 from backend.errors import APIError
-from backend.hub.base import EndReason, Generation
+from backend.hub.base import EndReason, Event, Generation
 from backend.sse import is_done
 
 logger = logging.getLogger(__name__)
@@ -417,16 +417,16 @@ class SlotGeneration:
         self._slot = slot
         weakref.finalize(self, slot.release)
 
-    async def events(self) -> AsyncIterator[str]:
+    async def events(self) -> AsyncIterator[Event]:
         events = self._inner.events()
         try:
-            async for data in events:
-                if is_done(data):
+            async for event in events:
+                if is_done(event[1]):
                     self._slot.release()
-                yield data
+                yield event
         finally:
             self._slot.release()
             await close_iterator(events)
 
-    def closing_events(self, reason: EndReason, message: str) -> Sequence[str]:
+    def closing_events(self, reason: EndReason, message: str) -> Sequence[Event]:
         return self._inner.closing_events(reason, message)

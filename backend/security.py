@@ -26,7 +26,7 @@ from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.errors import APIError, error_body
-from backend.hub.base import EndReason, Generation
+from backend.hub.base import EndReason, Event, Generation
 from backend.sse import is_done
 
 logger = logging.getLogger(__name__)
@@ -162,23 +162,23 @@ class ContentLog:
         self._completion_id = completion_id
         self._parts: list[str] = []
 
-    async def events(self) -> AsyncIterator[str]:
+    async def events(self) -> AsyncIterator[Event]:
         ended = "cancelled"
         events = self._inner.events()
         try:
-            async for data in events:
-                if is_done(data):
+            async for event in events:
+                if is_done(event[1]):
                     ended = "done"
                 else:
-                    self._parts.extend(_content_of(data))
-                yield data
+                    self._parts.extend(_content_of(event[1]))
+                yield event
         finally:
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 await aclose()
             logger.info("%s answer (%s): %r", self._completion_id, ended, "".join(self._parts))
 
-    def closing_events(self, reason: EndReason, message: str) -> Sequence[str]:
+    def closing_events(self, reason: EndReason, message: str) -> Sequence[Event]:
         return self._inner.closing_events(reason, message)
 
 

@@ -70,23 +70,32 @@ def encode_event(
     return "".join(parts).encode("utf-8", "replace")
 
 
-def encode_data_event(seq: int, data: str, retry_ms: int | None = None) -> bytes:
+def encode_data_event(seq: int, data: str, retry_ms: int | None = None, event: str = "") -> bytes:
     """Encode a numbered event; fast path for single-line payloads."""
     if "\n" in data or "\r" in data:
-        return encode_event(data, event_id=seq, retry_ms=retry_ms)
+        return encode_event(data, event_id=seq, event=event or None, retry_ms=retry_ms)
+    head = f"event: {event}\n" if event else ""
+    if "\n" in event or "\r" in event:
+        _check_single_line("event", event)
     if retry_ms is None:
-        return f"id: {seq}\ndata: {data}\n\n".encode("utf-8", "replace")
-    return f"id: {seq}\nretry: {retry_ms}\ndata: {data}\n\n".encode("utf-8", "replace")
+        return f"{head}id: {seq}\ndata: {data}\n\n".encode("utf-8", "replace")
+    return f"{head}id: {seq}\nretry: {retry_ms}\ndata: {data}\n\n".encode("utf-8", "replace")
 
 
-def encode_batch(events: Iterable[tuple[int, str]], retry_ms: int | None = None) -> bytes:
-    """Encode several numbered events into one write (``retry`` on the first only)."""
+def encode_batch(events: Iterable[tuple[int, str, str]], retry_ms: int | None = None) -> bytes:
+    """Encode several numbered ``(seq, event name, data)`` events into one write
+    (``retry`` on the first only; an empty name writes no ``event:`` field)."""
     parts: list[str] = []
-    for seq, data in events:
+    for seq, event, data in events:
         if retry_ms is None and "\n" not in data and "\r" not in data:
-            parts.append(f"id: {seq}\ndata: {data}\n\n")  # the common case, inlined
+            # The common case, inlined. Event names come from our own renderers
+            # (fixed strings), never from model output, so they need no check here.
+            if event:
+                parts.append(f"event: {event}\nid: {seq}\ndata: {data}\n\n")
+            else:
+                parts.append(f"id: {seq}\ndata: {data}\n\n")
         else:
-            parts.append(encode_data_event(seq, data, retry_ms).decode("utf-8"))
+            parts.append(encode_data_event(seq, data, retry_ms, event).decode("utf-8"))
             retry_ms = None
     # One encode per batch, not per event.
     return "".join(parts).encode("utf-8", "replace")

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from backend.completions import error_payload
-from backend.hub.base import HubError, Subscription
+from backend.hub.base import Event, HubError, Subscription
 from backend.metrics import Metrics
-from backend.sse import DONE, KEEPALIVE_COMMENT, encode_batch, encode_event, is_done
+from backend.sse import KEEPALIVE_COMMENT, encode_batch, encode_event
+
+# The dialect's in-band rendering of a hub failure: an error event, then the
+# dialect's terminal event where it has one.
+HubErrorEvents = Callable[[HubError], Sequence[Event]]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ async def _body(
     retry_ms: int | None,
     metrics: Metrics,
     close_after_events: int,
+    hub_error_events: HubErrorEvents,
 ) -> AsyncGenerator[bytes, None]:
     metrics.active_responses += 1
     finished = False
@@ -52,18 +56,17 @@ async def _body(
             if close_after_events and sent + len(batch) >= close_after_events:
                 # Test-only fault: drop the connection mid-answer, as a flaky network would.
                 batch = batch[: close_after_events - sent]
-                yield encode_batch(((event.seq, event.data) for event in batch), retry_ms)
+                yield encode_batch(batch, retry_ms)
                 metrics.events_sent.inc(len(batch))
                 finished = True
                 logger.info("fault switch: closed the response after %d events", sent + len(batch))
                 return
-            yield encode_batch(((event.seq, event.data) for event in batch), retry_ms)
+            yield encode_batch(batch, retry_ms)
             retry_ms = None
             sent += len(batch)
             metrics.events_sent.inc(len(batch))
-            if is_done(batch[-1].data):
-                finished = True
-                return
+        # The hub ends the iteration after the stream's terminal event.
+        finished = True
     except HubError as error:
         # The hub failed under us (e.g. Redis went away): the headers are out,
         # so report it in-band and end the stream properly.
@@ -72,8 +75,8 @@ async def _body(
         finished = True
         # No id: these events are not in the hub's numbering, so a client that
         # resumes later must not skip real events because of them.
-        yield encode_event(error_payload(error.message, error.error_type))
-        yield encode_event(DONE)
+        for name, data in hub_error_events(error):
+            yield encode_event(data, event=name or None)
     finally:
         metrics.active_responses -= 1
         if not finished:
@@ -129,6 +132,7 @@ def sse_response(
     stream_id: str,
     retry_ms: int | None,
     metrics: Metrics,
+    hub_error_events: HubErrorEvents,
     close_after_events: int = 0,
 ) -> SSEResponse:
     return SSEResponse(
@@ -137,6 +141,7 @@ def sse_response(
             retry_ms=retry_ms,
             metrics=metrics,
             close_after_events=close_after_events,
+            hub_error_events=hub_error_events,
         ),
         headers={**SSE_HEADERS, "X-Stream-Id": stream_id},
     )

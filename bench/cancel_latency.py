@@ -45,7 +45,7 @@ import httpx
 
 from backend.completions import ChatCompletionGeneration
 from backend.config import Settings
-from backend.engines.base import ChatMessage, GenerationRequest, TokenDelta
+from backend.engines.base import ChatMessage, GenerationRequest, TokenDelta, refuse_unsupported
 from backend.engines.simulated import SimulatedEngine
 from backend.hub.base import EndReason, StreamHub
 from backend.hub.memory import MemoryHub
@@ -103,6 +103,9 @@ class StopwatchEngine:
     @property
     def models(self) -> tuple[str, ...]:
         return self._inner.models
+
+    def check(self, request: GenerationRequest) -> None:
+        refuse_unsupported(request, self.name, frozenset())
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
         try:

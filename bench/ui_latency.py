@@ -55,7 +55,7 @@ from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-    from backend.engines.base import GenerationRequest, TokenDelta
+    from backend.engines.base import GenerationRequest, TokenDelta, refuse_unsupported
 
 logger = logging.getLogger("bench.ui_latency")
 
@@ -81,6 +81,9 @@ class ClockEngine:
     @property
     def models(self) -> tuple[str, ...]:
         return tuple(f"clock-{rate:g}" for rate in self._rates)
+
+    def check(self, request: GenerationRequest) -> None:
+        refuse_unsupported(request, self.name, frozenset())
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
         from backend.engines.base import TokenDelta, Usage

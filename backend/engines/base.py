@@ -1,6 +1,11 @@
-"""The engine protocol: what every token source offers the rest of the backend.
+"""The engine protocol: what every model source offers the rest of the backend.
 
-An engine turns a ``GenerationRequest`` into an async stream of ``TokenDelta``.
+An engine turns a ``GenerationRequest`` into an async stream of ``TokenDelta``:
+one dialect-neutral, structured delta type (content, reasoning, tool-call
+fragments, refusal, logprobs, and a final delta with the finish reason and
+usage). Renderers in ``backend.generation`` turn deltas into each dialect's
+payloads; nothing upstream of them knows a wire shape.
+
 Cancellation is plain asyncio cancellation of the consuming task: an engine
 must stop producing promptly when the ``await`` it is parked on is cancelled,
 and release what it holds (threads, upstream connections) in ``finally``.
@@ -9,23 +14,71 @@ and release what it holds (threads, upstream connections) in ``finally``.
 from __future__ import annotations
 
 import codecs
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Role = Literal["system", "user", "assistant", "developer", "tool"]
-FinishReason = Literal["stop", "length", "cancelled", "error"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "cancelled", "error"]
+ToolChoiceMode = Literal["none", "auto", "required"]
+
+
+# -- requests ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ContentPart:
+    """A non-text content part (image, audio, file), kept as the client sent it
+    in OpenAI Chat Completions shape, so an upstream gets it unchanged."""
+
+    type: str  # "image_url" | "input_audio" | "file"
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call made by the assistant in an earlier turn."""
+
+    id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: Role
-    content: str
+    content: str  # the text of the message (text parts joined)
+    parts: tuple[ContentPart, ...] = ()  # non-text parts; empty for text-only messages
+    tool_calls: tuple[ToolCall, ...] = ()  # assistant messages
+    tool_call_id: str | None = None  # tool messages
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function tool the model may call."""
+
+    name: str
+    description: str | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)  # JSON Schema
+    strict: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    type: Literal["text", "json_object", "json_schema"]
+    name: str | None = None
+    schema: Mapping[str, Any] | None = None
+    strict: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """What an engine needs to know; already validated by the route."""
+    """What an engine needs to know; already validated by the route.
+
+    Fields beyond the sampling basics default to "not asked for"; an engine
+    that cannot honour one that is set refuses it in ``Engine.check`` (a 400
+    naming the field), never ignores it. ``extra`` holds request fields
+    ssechat does not model, for an upstream that understands them.
+    """
 
     messages: tuple[ChatMessage, ...]
     model: str
@@ -34,12 +87,31 @@ class GenerationRequest:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    tools: tuple[ToolSpec, ...] = ()
+    # "none" | "auto" | "required", or the name of the one tool to call.
+    tool_choice: ToolChoiceMode | str | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: str | None = None
+    reasoning_budget_tokens: int | None = None  # Anthropic "thinking"
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    top_k: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: Mapping[str, float] | None = None
+    user: str | None = None
+    metadata: Mapping[str, str] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+# -- deltas -----------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    reasoning_tokens: int | None = None
+    cached_tokens: int | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -47,36 +119,114 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
-class TokenDelta:
-    """A piece of generated text; the last delta of a stream carries ``finish_reason``.
+class ToolCallDelta:
+    """A fragment of a tool call. ``index`` names the call within the answer;
+    ``id``, ``type`` and ``name`` come with its first fragment only."""
 
-    ``text`` is always whole characters: engines that produce bytes decode them
-    with ``Utf8Decoder`` so a character is never split across deltas.
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    type: Literal["function"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenDelta:
+    """A piece of what the model produced; the last delta carries ``finish_reason``.
+
+    Every text field is whole characters: engines that produce bytes decode
+    them with ``Utf8Decoder`` so a character is never split across deltas.
+    ``logprobs`` is passed through as the engine got it (OpenAI's shape).
     """
 
-    text: str
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    refusal: str = ""
+    logprobs: Mapping[str, Any] | None = None
     finish_reason: FinishReason | None = None
-    usage: Usage | None = field(default=None)
+    usage: Usage | None = None
 
 
 class EngineError(Exception):
-    """A failure inside an engine, reported to the client as an error event."""
+    """A failure inside an engine, reported to the client as an error event
+    (or, from ``Engine.check``, as a 4xx before streaming)."""
 
-    def __init__(self, message: str, *, error_type: str = "engine_error", code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str = "engine_error",
+        code: str | None = None,
+        param: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.error_type = error_type
         self.code = code
+        self.param = param
+
+
+def unsupported(param: str, engine: str, why: str = "") -> EngineError:
+    """The one refusal for a request field an engine cannot honour."""
+    detail = f": {why}" if why else "."
+    return EngineError(
+        f"'{param}' is not supported by the {engine} engine{detail}",
+        error_type="invalid_request_error",
+        code="unsupported_parameter",
+        param=param,
+    )
+
+
+def asked_for(request: GenerationRequest) -> list[str]:
+    """The request fields beyond plain text sampling that this request sets, by name
+    (as the Chat Completions API spells them): what an engine must honour or refuse."""
+    asked: list[str] = []
+    if request.tools:
+        asked.append("tools")
+    if request.tool_choice not in (None, "none", "auto"):
+        asked.append("tool_choice")
+    if request.response_format is not None and request.response_format.type != "text":
+        asked.append("response_format")
+    if any(message.parts for message in request.messages):
+        asked.append("messages.content")
+    for name in (
+        "reasoning_effort",
+        "reasoning_budget_tokens",
+        "top_logprobs",
+        "top_k",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+    ):
+        if getattr(request, name) is not None:
+            asked.append(name)
+    if request.logprobs:
+        asked.append("logprobs")
+    asked.extend(sorted(request.extra))
+    return asked
+
+
+def refuse_unsupported(request: GenerationRequest, engine: str, supported: frozenset[str]) -> None:
+    """``Engine.check`` for an engine that honours only the fields in ``supported``."""
+    for param in asked_for(request):
+        if param not in supported:
+            raise unsupported(param, engine)
 
 
 class Engine(Protocol):
-    """A token source. ``name`` is the engine kind, ``models`` the ids it serves."""
+    """A model source. ``name`` is the engine kind, ``models`` the ids it serves."""
 
     @property
     def name(self) -> str: ...
 
     @property
     def models(self) -> tuple[str, ...]: ...
+
+    def check(self, request: GenerationRequest) -> None:
+        """Raise ``EngineError`` (``unsupported_parameter``, naming the field) for a
+        request this engine cannot honour; called before anything is streamed."""
+        ...
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
         """Yield deltas; the final one has ``finish_reason`` and ``usage`` set."""

@@ -39,6 +39,7 @@ from backend.engines.base import (
     TokenDelta,
     Usage,
     Utf8Decoder,
+    refuse_unsupported,
 )
 
 logger = logging.getLogger(__name__)
@@ -218,6 +219,9 @@ class LlamaEngine:
             raise EngineError("the llama engine is closed", error_type="server_error")
         pieces = _TokenPieces(self._llama_cpp, self._vocab)
         return b"".join(pieces(token) for token in tokens)
+
+    def check(self, request: GenerationRequest) -> None:
+        refuse_unsupported(request, self.name, frozenset())
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
         if self._closed:

@@ -51,6 +51,7 @@ from backend.engines.base import (
     GenerationRequest,
     TokenDelta,
     Usage,
+    refuse_unsupported,
 )
 
 __all__ = ["DEFAULT_MODEL", "OpenAIUpstreamEngine", "UpstreamError", "estimate_prompt_tokens"]
@@ -158,6 +159,9 @@ class OpenAIUpstreamEngine:
             if ids:
                 self._models = ids
         return self._models
+
+    def check(self, request: GenerationRequest) -> None:
+        refuse_unsupported(request, self.name, frozenset())
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[TokenDelta, None]:
         """Yield the upstream's text deltas; the last delta carries finish_reason and usage.

@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 
-from backend.engines.base import GenerationRequest, TokenDelta, Usage
+from backend.engines.base import GenerationRequest, TokenDelta, Usage, refuse_unsupported
 
 DEFAULT_MODEL = "ssechat-simulated"
 
@@ -127,6 +127,9 @@ class SimulatedEngine:
     @property
     def models(self) -> tuple[str, ...]:
         return (self._model,)
+
+    def check(self, request: GenerationRequest) -> None:
+        refuse_unsupported(request, self.name, frozenset())
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
         tokens = simulated_tokens(request, request.max_tokens if self._fill_max_tokens else 0)

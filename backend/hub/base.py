@@ -1,9 +1,11 @@
 """The hub protocol, shared by the in-process and the Redis implementation.
 
 A hub owns each generation as a task, independent of any HTTP connection.
-Producers hand it an async iterator of event payloads (already JSON text);
-the hub numbers them 1, 2, 3 … (the SSE ``id``), stores them, and lets any
-number of subscribers read from any position. Only the encoder turns them
+Producers hand it an async iterator of events, each an (event name, payload)
+pair: the name is the SSE ``event`` field ("" for none, as in Chat
+Completions), the payload already JSON text. The hub numbers them 1, 2, 3 …
+(the SSE ``id``), stores them, and lets any number of subscribers read from
+any position; it never looks inside a payload. Only the encoder turns events
 into SSE bytes.
 """
 
@@ -15,22 +17,27 @@ from typing import Literal, NamedTuple, Protocol
 EndReason = Literal["cancelled", "abandoned", "error", "shutdown"]
 
 
+# (event name, payload): what a generation yields; "" = no ``event:`` field.
+Event = tuple[str, str]
+
+
 class StreamEvent(NamedTuple):
     """One numbered event (a tuple: built per event on the hot path)."""
 
     seq: int
+    event: str
     data: str
 
 
 class Generation(Protocol):
     """What a producer gives the hub: its events, and how to end early."""
 
-    def events(self) -> AsyncIterator[str]:
-        """Payloads in order; the last one is the terminal ``[DONE]``."""
+    def events(self) -> AsyncIterator[Event]:
+        """Events in order; the last one is the dialect's terminal event."""
         ...
 
-    def closing_events(self, reason: EndReason, message: str) -> Sequence[str]:
-        """Payloads that end the stream when the hub stops it early (final chunk, [DONE])."""
+    def closing_events(self, reason: EndReason, message: str) -> Sequence[Event]:
+        """Events that end the stream when the hub stops it early (e.g. final chunk, [DONE])."""
         ...
 
 
@@ -94,6 +101,10 @@ class StreamHub(Protocol):
 
     async def cancel(self, stream_id: str, owner: str | None) -> None:
         """Stop the generation now; subscribers receive the closing events."""
+        ...
+
+    async def readiness(self) -> str | None:
+        """None when the hub can serve streams, else why not (for ``/readyz``)."""
         ...
 
     async def aclose(self) -> None:

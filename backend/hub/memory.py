@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from backend.hub.base import (
     EndReason,
+    Event,
     Generation,
     HubFull,
     StreamEvent,
@@ -33,7 +34,7 @@ class _Stream:
     # finished. Kept for stream_ttl_s, so they must cost the cyclic GC nothing:
     # a tuple holding only str is untracked after one pass, while one small
     # object per event made full collections a quarter of the server's CPU.
-    events: list[str] | tuple[str, ...] = field(default_factory=list)
+    events: list[Event] | tuple[Event, ...] = field(default_factory=list)
     size_bytes: int = 0
     done: bool = False
     subscribers: int = 0
@@ -84,7 +85,8 @@ class MemorySubscription:
                     start = self._cursor
                     self._cursor = len(events)
                     yield [
-                        StreamEvent(seq, data) for seq, data in enumerate(events[start:], start + 1)
+                        StreamEvent(seq, name, data)
+                        for seq, (name, data) in enumerate(events[start:], start + 1)
                     ]
                     last_sent = loop.time()
                     continue
@@ -179,6 +181,9 @@ class MemoryHub:
             raise StreamNotFound(f"No stream {stream_id!r} (unknown, expired, or not yours).")
         await self._stop(stream, "cancelled", "cancelled by request")
 
+    async def readiness(self) -> str | None:
+        return None  # in-process: nothing to reach
+
     async def aclose(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
@@ -211,19 +216,22 @@ class MemoryHub:
                 if stream.waiters:
                     stream.wake()
 
-    def _append(self, stream: _Stream, data: str) -> None:
+    def _append(self, stream: _Stream, event: Event) -> None:
         assert isinstance(stream.events, list), "append to a finished stream"
-        stream.events.append(data)
+        stream.events.append(event)
         # Bytes as written (UTF-8), not characters: the bound is on memory.
-        size = len(data) if data.isascii() else len(data.encode("utf-8", "replace"))
+        data = event[1]
+        size = len(event[0]) + (
+            len(data) if data.isascii() else len(data.encode("utf-8", "replace"))
+        )
         stream.size_bytes += size
         self._buffered_bytes += size
         stream.wake()
 
     async def _produce(self, stream: _Stream, generation: Generation) -> None:
         try:
-            async for data in generation.events():
-                self._append(stream, data)
+            async for event in generation.events():
+                self._append(stream, event)
         except asyncio.CancelledError:
             reason = stream.end_reason or "shutdown"
             self._close_early(stream, generation, reason, stream.end_message or reason)
@@ -242,8 +250,8 @@ class MemoryHub:
     def _close_early(
         self, stream: _Stream, generation: Generation, reason: EndReason, message: str
     ) -> None:
-        for data in generation.closing_events(reason, message):
-            self._append(stream, data)
+        for event in generation.closing_events(reason, message):
+            self._append(stream, event)
         if self._on_end is not None:
             self._on_end(reason)
 

@@ -7,7 +7,8 @@ that serve its readers need not be the same.
 Keys (``P`` = key prefix, default ``ssechat``; ``{id}`` = stream id)
 -----------------------------------------------------------------------
 - ``P:stream:{id}:events``: a Redis Stream. Event seq N is the entry with the
-  explicit id ``N-0`` and field ``d`` (the payload); after the last event N
+  explicit id ``N-0``, field ``d`` (the payload) and, for a named event,
+  field ``e`` (the SSE event name); after the last event N
   the entry ``N-1`` with field ``end`` (the end reason) marks the end. Explicit
   ids make Redis itself refuse a duplicate or out-of-order seq, make "replay
   everything after Last-Event-ID" a plain ``XREAD … {after}-0``, and make a
@@ -96,6 +97,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from backend.config import Settings
 from backend.hub.base import (
     EndReason,
+    Event,
     Generation,
     HubError,
     HubFull,
@@ -170,14 +172,20 @@ local function live_subscribers(id, now)
   redis.call('ZREMRANGEBYSCORE', subs, '-inf', now)
   return redis.call('ZCARD', subs)
 end
--- Append payloads as seqs last+1.. and, if reason ~= '', the end marker; mark done.
+-- Append events (a flat list: name, payload, name, payload …; name '' = unnamed)
+-- as seqs last+1.. and, if reason ~= '', the end marker; mark done.
 local function append(id, last, payloads, reason, ttl_ms, live_ms)
   local events = skey(id, 'events')
   local size = 0
-  for _, data in ipairs(payloads) do
+  for i = 1, #payloads, 2 do
     last = last + 1
-    redis.call('XADD', events, last .. '-0', 'd', data)
-    size = size + #data
+    local name, data = payloads[i], payloads[i + 1]
+    if name == '' then
+      redis.call('XADD', events, last .. '-0', 'd', data)
+    else
+      redis.call('XADD', events, last .. '-0', 'e', name, 'd', data)
+    end
+    size = size + #name + #data
   end
   add_bytes(id, size)
   local now = now_ms()
@@ -219,10 +227,11 @@ set_deadline(id, now + tonumber(ARGV[7]))
 return {'ok'}
 """
 
-# ARGV: P, id, worker, first_seq, end_reason ('' = more to come), ttl_ms, live_ms, payloads...
+# ARGV: P, id, worker, first_seq, end_reason ('' = more to come), ttl_ms, live_ms,
+#       then (event name, payload) pairs
 _LUA_APPEND = """
 local id, worker, first, reason = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local n = #ARGV - 7
+local n = (#ARGV - 7) / 2
 local v = redis.call('HMGET', skey(id, 'meta'), 'worker', 'state', 'seq')
 if not v[1] or v[1] ~= worker then return 'lost' end
 local last = tonumber(v[3])
@@ -233,7 +242,10 @@ if v[2] ~= 'live' then
 end
 if first > last + 1 then return 'gap' end
 local payloads = {}
-for i = last - first + 2, n do payloads[#payloads + 1] = ARGV[7 + i] end
+for i = last - first + 2, n do
+  payloads[#payloads + 1] = ARGV[6 + 2 * i]
+  payloads[#payloads + 1] = ARGV[7 + 2 * i]
+end
 append(id, last, payloads, reason, tonumber(ARGV[6]), tonumber(ARGV[7]))
 return 'ok'
 """
@@ -369,7 +381,7 @@ class _Owned:
 
     stream_id: str
     generation: Generation
-    pending: list[str] = field(default_factory=list)
+    pending: list[Event] = field(default_factory=list)
     written: int = 0  # last seq stored in Redis
     produced_all: bool = False  # the producer ended; ``end_marker`` says how
     end_marker: str = "done"
@@ -383,8 +395,8 @@ class _Owned:
     grace: asyncio.TimerHandle | None = None
     checking: bool = False
 
-    def push(self, data: str) -> None:
-        self.pending.append(data)
+    def push(self, event: Event) -> None:
+        self.pending.append(event)
         self.wake.set()
 
 
@@ -419,7 +431,7 @@ class RedisSubscription:
                     seq = int(entry_id.partition("-")[0])
                     if seq != self._cursor + 1:  # cannot happen: Redis orders explicit ids
                         raise HubError(f"stream {self._stream_id!r} skipped from {self._cursor}")
-                    batch.append(StreamEvent(seq, fields["d"]))
+                    batch.append(StreamEvent(seq, fields.get("e", ""), fields["d"]))
                     self._cursor = seq
                 if batch:
                     yield batch
@@ -578,7 +590,13 @@ class RedisHub:
     async def start(self, stream_id: str, owner: str | None, generation: Generation) -> None:
         if self._closing:
             raise HubUnavailable("Server shutting down.")
-        orphan = json.dumps(list(generation.closing_events("error", _ORPHAN_MESSAGE)))
+        orphan = json.dumps(
+            [
+                part
+                for event in generation.closing_events("error", _ORPHAN_MESSAGE)
+                for part in event
+            ]
+        )
         reply = await self._retrying(
             lambda: self._admit(
                 args=[
@@ -654,6 +672,14 @@ class RedisHub:
         if writers:
             await asyncio.wait(writers, timeout=_SHUTDOWN_FLUSH_S)
 
+    async def readiness(self) -> str | None:
+        try:
+            async with asyncio.timeout(1.0):
+                await self._redis.ping()
+        except (RedisError, OSError, TimeoutError) as error:
+            return f"Redis at {_redact(self._url)} is unreachable: {error or type(error).__name__}"
+        return None
+
     async def aclose(self) -> None:
         """``drain``, then stop the background tasks and close the connection pools."""
         if self._closed:
@@ -675,8 +701,8 @@ class RedisHub:
     # -- producing (on the owning worker) ------------------------------------------------------
     async def _produce(self, stream: _Owned) -> None:
         try:
-            async for data in stream.generation.events():
-                stream.push(data)
+            async for event in stream.generation.events():
+                stream.push(event)
         except asyncio.CancelledError:
             reason = stream.end_reason or "shutdown"
             self._close_early(stream, reason, stream.end_message or reason)
@@ -694,8 +720,8 @@ class RedisHub:
             stream.wake.set()
 
     def _close_early(self, stream: _Owned, reason: EndReason, message: str) -> None:
-        for data in stream.generation.closing_events(reason, message or reason):
-            stream.push(data)
+        for event in stream.generation.closing_events(reason, message or reason):
+            stream.push(event)
         stream.end_marker = reason
         if self._on_end is not None:
             self._on_end(reason)
@@ -730,7 +756,7 @@ class RedisHub:
                             stream.end_marker if final else "",
                             self._ttl_ms,
                             self._live_ms,
-                            *batch,
+                            *(part for event in batch for part in event),
                         ]
                     )
                 except RedisError as error:

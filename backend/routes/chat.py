@@ -8,7 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from backend.completions import ChatCompletionGeneration, complete, new_completion_id
+from backend.completions import (
+    ChatCompletionGeneration,
+    complete,
+    hub_error_events,
+    new_completion_id,
+)
 from backend.engines.base import ChatMessage, EngineError, GenerationRequest
 from backend.engines.registry import UnknownModel
 from backend.errors import APIError, error_body
@@ -186,6 +191,7 @@ async def create_chat_completion(
         stream_id=completion_id,
         retry_ms=services.settings.retry_ms,
         metrics=metrics,
+        hub_error_events=hub_error_events,
         close_after_events=services.settings.fault_close_after_events,
     )
 
@@ -233,6 +239,7 @@ async def stream_events(
         stream_id=stream_id,
         retry_ms=services.settings.retry_ms,
         metrics=services.metrics,
+        hub_error_events=hub_error_events,
         close_after_events=services.settings.fault_close_after_events,
     )
 

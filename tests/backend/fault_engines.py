@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from backend.engines.base import EngineError, GenerationRequest, TokenDelta
+from backend.engines.base import EngineError, GenerationRequest, TokenDelta, refuse_unsupported
 
 
 class FailingEngine:
@@ -25,6 +25,9 @@ class FailingEngine:
     @property
     def models(self) -> tuple[str, ...]:
         return (self._model,)
+
+    def check(self, request: GenerationRequest) -> None:
+        refuse_unsupported(request, self.name, frozenset())
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
         for index in range(self._tokens):

@@ -147,7 +147,7 @@ def test_any_text_round_trips_as_one_event(data: str, seq: int) -> None:
 @given(items=st.lists(TEXT, min_size=1, max_size=6), retry_ms=st.integers(0, 10**9))
 @settings(max_examples=150, deadline=None)
 def test_a_batch_is_exactly_its_events_in_order(items: list[str], retry_ms: int) -> None:
-    raw = encode_batch(enumerate(items, start=1), retry_ms)
+    raw = encode_batch([(seq, "", item) for seq, item in enumerate(items, start=1)], retry_ms)
     events, retry = parse_stream(raw)
     assert retry == retry_ms
     assert [event.data for event in events] == [_normalised(item) for item in items]

@@ -86,8 +86,24 @@ def test_fast_path_matches_general_encoder() -> None:
 
 
 def test_batch_puts_retry_on_first_event_only() -> None:
-    raw = encode_batch([(1, "a"), (2, "b")], retry_ms=100)
+    raw = encode_batch([(1, "", "a"), (2, "", "b")], retry_ms=100)
     assert raw == b"id: 1\nretry: 100\ndata: a\n\nid: 2\ndata: b\n\n"
+
+
+def test_batch_writes_event_names_on_the_fast_path_and_the_slow_one() -> None:
+    raw = encode_batch([(1, "response.created", "{}"), (2, "", "x"), (3, "e", "a\nb")], 5)
+    assert raw == (
+        b"event: response.created\nid: 1\nretry: 5\ndata: {}\n\n"
+        b"id: 2\ndata: x\n\n"
+        b"event: e\nid: 3\ndata: a\ndata: b\n\n"
+    )
+    events, retry = parse_stream(raw)
+    assert retry == 5
+    assert [(event.type, event.data, event.last_event_id) for event in events] == [
+        ("response.created", "{}", "1"),
+        ("message", "x", "2"),
+        ("e", "a\nb", "3"),
+    ]
 
 
 def test_keepalive_is_a_comment_that_dispatches_nothing() -> None:
