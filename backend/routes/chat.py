@@ -14,9 +14,9 @@ from backend.completions import (
     hub_error_events,
     new_completion_id,
 )
-from backend.engines.base import ChatMessage, EngineError, GenerationRequest
-from backend.engines.registry import UnknownModel
+from backend.engines.base import ChatMessage, Engine, EngineError, GenerationRequest
 from backend.errors import APIError, error_body
+from backend.generation.request import RequestLimits, build_request
 from backend.hub.base import Generation
 from backend.ratelimit import Limits, SlotGeneration, caller_subject, get_limits
 from backend.schemas import ChatCompletionRequest
@@ -59,62 +59,26 @@ def _owner(request: Request, services: Services) -> str | None:
     return authenticate(request, services.settings.api_key_list)
 
 
-def _generation_request(body: ChatCompletionRequest, services: Services) -> GenerationRequest:
-    settings = services.settings
-    if len(body.messages) > settings.max_messages:
-        raise APIError(
-            400,
-            f"Too many messages: {len(body.messages)} (at most {settings.max_messages}).",
-            code="too_many_messages",
-            param="messages",
-        )
-    messages = []
-    for index, message in enumerate(body.messages):
-        text = message.text()
-        if len(text) > settings.max_message_chars:
-            raise APIError(
-                400,
-                f"messages[{index}] is {len(text)} characters long "
-                f"(at most {settings.max_message_chars}).",
-                code="message_too_long",
-                param=f"messages.{index}.content",
-            )
-        messages.append(ChatMessage(role=message.role, content=text))
-    max_tokens = body.max_completion_tokens or body.max_tokens or settings.default_max_tokens
-    if max_tokens > settings.max_tokens_limit:
-        raise APIError(
-            400,
-            f"max_tokens is {max_tokens}; at most {settings.max_tokens_limit} is allowed.",
-            code="invalid_value",
-            param="max_tokens",
-        )
+def _generation_request(
+    body: ChatCompletionRequest, services: Services
+) -> tuple[GenerationRequest, Engine]:
     stop: tuple[str, ...] = ()
     if isinstance(body.stop, str):
         stop = (body.stop,)
     elif body.stop:
         stop = tuple(body.stop)
-    if len(stop) > 4 or any(not item for item in stop):
-        raise APIError(
-            400, "stop takes up to 4 non-empty strings.", code="invalid_value", param="stop"
-        )
-    try:
-        model_id, _engine = services.engines.resolve(body.model)
-    except UnknownModel:
-        raise APIError(
-            404,
-            f"The model '{body.model}' does not exist. "
-            f"Available: {', '.join(services.engines.model_ids())}.",
-            code="model_not_found",
-            param="model",
-        ) from None
-    return GenerationRequest(
-        messages=tuple(messages),
-        model=model_id,
-        max_tokens=max_tokens,
+    return build_request(
+        messages=[
+            ChatMessage(role=message.role, content=message.text()) for message in body.messages
+        ],
+        model=body.model,
+        engines=services.engines,
+        limits=RequestLimits.from_settings(services.settings),
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        stop=stop,
         temperature=body.temperature,
         top_p=body.top_p,
         seed=body.seed,
-        stop=stop,
     )
 
 
@@ -136,8 +100,7 @@ async def create_chat_completion(
     owner = _owner(request, services)
     subject = caller_subject(request, owner)
     await limits.check_rate(subject)
-    generation_request = _generation_request(body, services)
-    _model, engine = services.engines.resolve(generation_request.model)
+    generation_request, engine = _generation_request(body, services)
     metrics = services.metrics
     completion_id = new_completion_id()
     log_content = services.settings.log_content

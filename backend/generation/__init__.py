@@ -1,0 +1,1 @@
+"""Generations: render engine deltas into each dialect's events."""
