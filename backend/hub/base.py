@@ -99,8 +99,15 @@ class StreamHub(Protocol):
         """
         ...
 
-    async def cancel(self, stream_id: str, owner: str | None) -> None:
-        """Stop the generation now; subscribers receive the closing events."""
+    async def cancel(self, stream_id: str, owner: str | None) -> bool:
+        """Stop the generation now; subscribers receive the closing events.
+
+        True if this stopped a live generation, False if it had already finished.
+        """
+        ...
+
+    async def delete(self, stream_id: str, owner: str | None) -> None:
+        """Stop the generation if live and forget the stream: resume answers 404 after."""
         ...
 
     async def readiness(self) -> str | None:

@@ -175,11 +175,24 @@ class MemoryHub:
             stream.grace_timer = None
         return MemorySubscription(self, stream, min(after, len(stream.events)))
 
-    async def cancel(self, stream_id: str, owner: str | None) -> None:
+    async def cancel(self, stream_id: str, owner: str | None) -> bool:
+        stream = self._owned_stream(stream_id, owner)
+        if stream.done:
+            return False
+        await self._stop(stream, "cancelled", "cancelled by request")
+        return True
+
+    async def delete(self, stream_id: str, owner: str | None) -> None:
+        stream = self._owned_stream(stream_id, owner)
+        await self._stop(stream, "cancelled", "deleted by request")
+        if self._streams.get(stream_id) is stream:
+            self._drop(stream)
+
+    def _owned_stream(self, stream_id: str, owner: str | None) -> _Stream:
         stream = self._streams.get(stream_id)
         if stream is None or stream.owner != owner:
             raise StreamNotFound(f"No stream {stream_id!r} (unknown, expired, or not yours).")
-        await self._stop(stream, "cancelled", "cancelled by request")
+        return stream
 
     async def readiness(self) -> str | None:
         return None  # in-process: nothing to reach

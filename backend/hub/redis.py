@@ -294,6 +294,15 @@ end
 return {v[2], v[3]}
 """
 
+# ARGV: P, id, owner  -> 1 | 0 (unknown or foreign)
+_LUA_DELETE = """
+local id = ARGV[2]
+local owner = redis.call('HGET', skey(id, 'meta'), 'owner')
+if not owner or owner ~= ARGV[3] then return 0 end
+drop(id)
+return 1
+"""
+
 # ARGV: P, id, ttl_ms, lease_ms  -> 'missing' | 'done' | 'live' | 'orphaned'
 # Finishes a live stream whose worker is gone with its stored orphan payloads.
 # "Gone" = no liveness key, seen twice at least a lease apart: a worker whose
@@ -505,6 +514,7 @@ class RedisHub:
         self._detach_script = self._redis.register_script(_LUA_COMMON + _LUA_DETACH)
         self._count = self._redis.register_script(_LUA_COMMON + _LUA_COUNT)
         self._cancel = self._redis.register_script(_LUA_COMMON + _LUA_CANCEL)
+        self._delete = self._redis.register_script(_LUA_COMMON + _LUA_DELETE)
         self._probe_script = self._redis.register_script(_LUA_COMMON + _LUA_PROBE)
         self._heartbeat_script = self._redis.register_script(_LUA_COMMON + _LUA_HEARTBEAT)
         self._owned: dict[str, _Owned] = {}
@@ -641,7 +651,7 @@ class RedisHub:
         self._subscriptions[subscriber] = stream_id
         return RedisSubscription(self, stream_id, subscriber, min(max(after, 0), int(last)))
 
-    async def cancel(self, stream_id: str, owner: str | None) -> None:
+    async def cancel(self, stream_id: str, owner: str | None) -> bool:
         reply = await self._retrying(
             lambda: self._cancel(args=[self._prefix, stream_id, owner or ""]), "cancel"
         )
@@ -649,7 +659,7 @@ class RedisHub:
             raise _not_found(stream_id)
         state, last = reply
         if state != "live":
-            return
+            return False
         local = self._owned.get(stream_id)
         if local is not None:
             # Ours: no need to wait for our own message to come back.
@@ -657,8 +667,17 @@ class RedisHub:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_CANCEL_WAIT_S):
                     await local.finished.wait()
-            return
+            return True
         await self._wait_finished(stream_id, int(last))
+        return True
+
+    async def delete(self, stream_id: str, owner: str | None) -> None:
+        await self.cancel(stream_id, owner)  # raises StreamNotFound for unknown or foreign
+        deleted = await self._retrying(
+            lambda: self._delete(args=[self._prefix, stream_id, owner or ""]), "delete"
+        )
+        if not deleted:
+            raise _not_found(stream_id)
 
     async def drain(self) -> None:
         """Refuse new streams, end local generations (reason ``shutdown``) and wait

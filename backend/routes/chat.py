@@ -211,7 +211,9 @@ async def stream_events(
 async def cancel_stream(
     stream_id: StreamIdPath, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
-    """Stop generation now; every subscriber gets a final chunk and ``[DONE]``."""
+    """Stop generation now; every subscriber gets a final chunk and ``[DONE]``.
+
+    ``cancelled`` is false when the stream had already finished."""
     owner = _owner(request, services)
-    await services.hub.cancel(stream_id, owner)
-    return {"id": stream_id, "object": "chat.completion.cancellation", "cancelled": True}
+    cancelled = await services.hub.cancel(stream_id, owner)
+    return {"id": stream_id, "object": "chat.completion.cancellation", "cancelled": cancelled}

@@ -290,3 +290,22 @@ async def test_idle_subscribers_get_empty_batches(hubs: Hubs) -> None:
     assert_contiguous(events)
     assert events[-1].data == DONE
     assert text_of(events) == await reference_text(max_tokens=3)
+
+
+async def test_cancel_says_whether_it_stopped_a_live_generation(hubs: Hubs) -> None:
+    hub = await hubs.make()
+    await hub.start("c1", None, generation("c1", tokens_per_s=20.0, max_tokens=200))
+    assert await hub.cancel("c1", None) is True
+    assert await hub.cancel("c1", None) is False  # already finished
+
+
+async def test_delete_stops_and_forgets_a_stream(hubs: Hubs) -> None:
+    hub = await hubs.make()
+    await hub.start("d1", "alice", generation("d1", tokens_per_s=20.0, max_tokens=200))
+    with pytest.raises(StreamNotFound):
+        await hub.delete("d1", "mallory")
+    await hub.delete("d1", "alice")
+    with pytest.raises(StreamNotFound):
+        await hub.subscribe("d1", 0, "alice")
+    with pytest.raises(StreamNotFound):
+        await hub.delete("d1", "alice")
