@@ -12,6 +12,7 @@ from backend.completions import ChatCompletionGeneration, complete, new_completi
 from backend.engines.base import ChatMessage, EngineError, GenerationRequest
 from backend.engines.registry import UnknownModel
 from backend.errors import APIError, error_body
+from backend.http.disconnect import cancel_on_disconnect
 from backend.hub.base import Generation
 from backend.ratelimit import Limits, SlotGeneration, caller_subject, get_limits
 from backend.schemas import ChatCompletionRequest
@@ -143,7 +144,9 @@ async def create_chat_completion(
     slot = await limits.acquire_stream(subject)
     if not body.stream:
         try:
-            result = await complete(engine, generation_request, completion_id)
+            result = await cancel_on_disconnect(
+                request.receive, complete(engine, generation_request, completion_id)
+            )
         except EngineError as error:
             metrics.errors.inc(label_value=error.error_type)
             status = (

@@ -1,11 +1,12 @@
-"""``/v1/models``, ``/healthz``, ``/metrics``."""
+"""``/v1/models``, ``/healthz`` (liveness), ``/readyz`` (readiness), ``/metrics``."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import asyncio
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from backend.security import authenticate
 from backend.services import Services, get_services
@@ -46,6 +47,73 @@ async def health(services: ServicesDep) -> dict[str, Any]:
         "hub": services.hub.kind,
         "note": engines.note,
     }
+
+
+# A readiness probe must answer before the load balancer's own timeout.
+_PROBE_TIMEOUT_S = 1.0
+
+
+class Readiness(Protocol):
+    async def readiness(self) -> str | None:
+        """None when ready; else why not (a short sentence for the operator)."""
+        ...
+
+
+class _RedisReachable:
+    """Readiness of the Redis hub: a PING on a connection of its own, bounded in time."""
+
+    def __init__(self, redis_url: str, timeout_s: float) -> None:
+        self._url = redis_url
+        self._timeout_s = timeout_s
+
+    async def readiness(self) -> str | None:
+        from redis.asyncio import Redis  # optional extra: import lazily
+        from redis.exceptions import RedisError
+
+        client = Redis.from_url(
+            self._url, socket_connect_timeout=self._timeout_s, socket_timeout=self._timeout_s
+        )
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await client.ping()
+        except (RedisError, OSError, TimeoutError) as error:
+            return f"Redis hub unreachable ({type(error).__name__})."
+        finally:
+            await client.aclose()
+        return None
+
+
+class _AlwaysReady:
+    async def readiness(self) -> str | None:
+        return None
+
+
+def _hub_readiness(services: Services) -> Readiness:
+    if services.hub.kind == "redis":
+        return _RedisReachable(services.settings.redis_url, _PROBE_TIMEOUT_S)
+    return _AlwaysReady()  # the memory hub lives in this process
+
+
+@router.get(
+    "/readyz",
+    tags=["system"],
+    responses={503: {"description": "Not ready: shutting down, or the hub is unreachable"}},
+)
+async def ready(request: Request, services: ServicesDep) -> JSONResponse:
+    """200 when this worker can serve (engine loaded, hub reachable); 503 with the reason.
+
+    The engine is loaded before the app accepts requests, so reaching this
+    route says so; the hub is probed each time.
+    """
+    if request.app.state.draining:
+        reason: str | None = "Shutting down."
+    else:
+        reason = await _hub_readiness(services).readiness()
+    body = {"status": "ok" if reason is None else "unavailable", "hub": services.hub.kind}
+    if reason is not None:
+        body["reason"] = reason
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse(body)
 
 
 @router.get("/metrics", tags=["system"], response_class=PlainTextResponse, responses=_NEEDS_KEY)
