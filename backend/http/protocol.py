@@ -242,12 +242,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         else:
             timeout = self.limits.body_timeout_s
             elapsed = now - self._body_since
+            silent = now - self._body_last >= timeout
             too_slow = (
-                self.limits.body_min_bytes_per_s > 0
+                not silent
+                and self.limits.body_min_bytes_per_s > 0
                 and elapsed >= timeout
                 and self._body_bytes < self.limits.body_min_bytes_per_s * elapsed
             )
-            if now - self._body_last >= timeout or too_slow:
+            if silent or too_slow:
                 self._body_timed_out(too_slow)
                 return
         self._body_timer = self.loop.call_later(self._body_tick(), self._check_body)
