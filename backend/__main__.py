@@ -22,6 +22,7 @@ import uvicorn.config
 from uvicorn.config import STARTUP_FAILURE
 
 from backend.config import Settings, get_settings
+from backend.http.server import server_config
 from backend.serving import DrainingMultiprocess, DrainingServer
 
 logger = logging.getLogger("backend")
@@ -36,6 +37,13 @@ _OPTIONS = {
     "hub": "SSECHAT_HUB",
     "redis_url": "SSECHAT_REDIS_URL",
     "log_level": "SSECHAT_LOG_LEVEL",
+    "forwarded_allow_ips": "SSECHAT_FORWARDED_ALLOW_IPS",
+    "max_connections": "SSECHAT_MAX_CONNECTIONS",
+    "keep_alive_timeout": "SSECHAT_KEEP_ALIVE_TIMEOUT_S",
+    "max_header_bytes": "SSECHAT_MAX_HEADER_BYTES",
+    "header_timeout": "SSECHAT_HEADER_TIMEOUT_S",
+    "body_timeout": "SSECHAT_BODY_TIMEOUT_S",
+    "body_min_rate": "SSECHAT_BODY_MIN_BYTES_PER_S",
 }
 
 
@@ -54,6 +62,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--hub", choices=["memory", "redis"])
     parser.add_argument("--redis-url", help="redis://host:port/db for --hub redis")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    http = parser.add_argument_group("HTTP limits (checked before any route or auth)")
+    http.add_argument(
+        "--forwarded-allow-ips",
+        help="proxies trusted to set X-Forwarded-For/-Proto: addresses or networks, "
+        "comma-separated, * = any (default: none)",
+    )
+    http.add_argument(
+        "--max-connections", type=int, help="open connections per worker, 503 beyond (16384)"
+    )
+    http.add_argument(
+        "--keep-alive-timeout",
+        type=int,
+        help="idle seconds before a kept-alive connection closes (5)",
+    )
+    http.add_argument(
+        "--max-header-bytes", type=int, help="request line + headers, 431 beyond (65536)"
+    )
+    http.add_argument(
+        "--header-timeout", type=float, help="seconds to receive a request's headers (10)"
+    )
+    http.add_argument(
+        "--body-timeout", type=float, help="longest silence while reading a body, seconds (10)"
+    )
+    http.add_argument("--body-min-rate", type=int, help="slowest average body rate, bytes/s (1024)")
     return parser.parse_args(argv)
 
 
@@ -76,8 +108,9 @@ def log_config(level: str) -> dict[str, Any]:
 
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
-    return uvicorn.Config(
+    return server_config(
         "backend.app:app_from_environment",
+        settings,
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -85,7 +118,6 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         log_config=log_config(settings.log_level),
         log_level=settings.log_level,
         loop="uvloop",
-        http="httptools",
         timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
     )
 

@@ -20,8 +20,8 @@ from backend.config import Settings, get_settings
 from backend.engines.base import Engine
 from backend.engines.registry import build_engines
 from backend.errors import install_error_handlers
+from backend.http.limits import BodySizeLimit
 from backend.hub.factory import build_hub
-from backend.limits import BodySizeLimit
 from backend.metrics import Metrics
 from backend.ratelimit import Limits, build_limits
 from backend.routes import chat, system
@@ -147,15 +147,17 @@ def create_app(
     app.include_router(system.router)
     # Outermost last: CORS → API keys → body size → routes. CORS answers preflights
     # (sent without credentials) and decorates 401/413 so a page can read them.
+    # Header bytes, read timeouts and the connection cap come earlier still, in
+    # the server's protocol (backend/http/protocol.py).
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(APIKeyAuth, api_keys=settings.api_key_list)
+    app.add_middleware(APIKeyAuth, api_keys=settings.api_key_list, open_docs=settings.open_docs)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
             allow_credentials=False,
             allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"],
             expose_headers=["X-Stream-Id"],
         )
     return app

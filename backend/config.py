@@ -28,6 +28,38 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1)
     log_level: str = "info"
 
+    # HTTP layer (backend/http/): checked per connection, before any route or auth.
+    max_header_bytes: int = Field(
+        default=65_536, ge=1024, description="Request line + headers; beyond: 431."
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Headers must be complete this long after a connection opens or a "
+        "kept-alive request begins; 0 = off.",
+    )
+    body_timeout_s: float = Field(
+        default=10.0, ge=0, description="Longest silence while reading a request body; 0 = off."
+    )
+    body_min_bytes_per_s: int = Field(
+        default=1024,
+        ge=0,
+        description="Slowest average body rate, after body_timeout_s; 0 = off.",
+    )
+    keep_alive_timeout_s: int = Field(
+        default=5, ge=1, description="Idle time before a kept-alive connection is closed."
+    )
+    max_connections: int = Field(
+        default=16_384,
+        ge=0,
+        description="Open connections per worker (idle streams count); beyond: 503. 0 = no cap.",
+    )
+    forwarded_allow_ips: str = Field(
+        default="",
+        description="Proxies whose X-Forwarded-For/-Proto are trusted (comma-separated "
+        "addresses or networks, * = any); empty = none.",
+    )
+
     # Engine selection.
     engine: EngineName = "auto"
     model: str | None = Field(
@@ -76,6 +108,9 @@ class Settings(BaseSettings):
     # Security.
     api_keys: str = Field(default="", description="Comma-separated API keys; empty = open.")
     cors_origins: str = Field(default="", description="Comma-separated allowed origins.")
+    open_docs: bool = Field(
+        default=False, description="Serve /docs, /redoc and /openapi.json without a key."
+    )
     rate_limit_per_min: int = Field(default=0, ge=0, description="0 = unlimited.")
     max_concurrent_streams_per_key: int = Field(default=0, ge=0, description="0 = unlimited.")
     stream_slot_ttl_s: float = Field(

@@ -1,10 +1,13 @@
 """API keys: who may call the API, which key owns a stream, and what may be logged.
 
 - ``APIKeyAuth`` (pure ASGI middleware) answers 401 for every protected path
-  (``/v1/*`` and ``/metrics``; not ``/healthz``, which load balancers probe
-  without credentials) before the route runs and before the body is read, so
-  no route can forget the check and an anonymous caller cannot make us parse
-  a megabyte of JSON.
+  (``/v1/*``, ``/metrics``, and the API docs ``/docs``, ``/redoc``,
+  ``/openapi.json`` unless ``SSECHAT_OPEN_DOCS``; not ``/healthz`` or
+  ``/readyz``, which load balancers probe without credentials) before the
+  route runs and before the body is read, so no route can forget the check
+  and an anonymous caller cannot make us parse a megabyte of JSON.
+- A key comes as ``Authorization: Bearer <key>`` (OpenAI's SDKs) or
+  ``x-api-key: <key>`` (Anthropic's); a Bearer token wins when both are sent.
 - ``authenticate`` gives a route the caller's owner tag (streams are stored
   with it; resume and cancel compare it).
 - Keys are compared as SHA-256 digests with ``hmac.compare_digest``, against
@@ -25,7 +28,8 @@ from functools import lru_cache
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from backend.errors import APIError, error_body
+from backend.errors import APIError
+from backend.http.replies import send_error
 from backend.hub.base import EndReason, Event, Generation
 from backend.sse import is_done
 
@@ -34,6 +38,10 @@ logger = logging.getLogger(__name__)
 # Paths that need a key. Prefix match for /v1/ (every OpenAI-style route), exact for the rest.
 PROTECTED_PREFIXES: tuple[str, ...] = ("/v1/",)
 PROTECTED_PATHS: frozenset[str] = frozenset({"/metrics"})
+# FastAPI's interactive docs and the schema they load: protected unless opened by a setting.
+DOCS_PATHS: frozenset[str] = frozenset(
+    {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
@@ -55,7 +63,7 @@ def _digests(api_keys: tuple[str, ...]) -> tuple[bytes, ...]:
 def _missing() -> APIError:
     return APIError(
         401,
-        "Missing API key: send 'Authorization: Bearer <key>'.",
+        "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
         error_type="invalid_request_error",
         code="invalid_api_key",
         headers=dict(_CHALLENGE),
@@ -73,17 +81,27 @@ def _incorrect() -> APIError:
     )
 
 
-def owner_for_header(authorization: str | None, api_keys: Sequence[str]) -> str | None:
-    """The owner tag for an ``Authorization`` header value; ``None`` when the API is open.
+def _presented_key(authorization: str | None, x_api_key: str | None) -> str:
+    """The key a request presents: a Bearer token, else ``x-api-key``; "" for none."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    # RFC 6750 §2.1: the scheme is case-insensitive.
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return (x_api_key or "").strip()
+
+
+def owner_for_header(
+    authorization: str | None, api_keys: Sequence[str], x_api_key: str | None = None
+) -> str | None:
+    """The owner tag for the ``Authorization`` / ``x-api-key`` header values;
+    ``None`` when the API is open.
 
     Raises a 401 ``APIError`` for a missing, malformed or unknown key.
     """
     if not api_keys:
         return None
-    scheme, _, token = (authorization or "").strip().partition(" ")
-    token = token.strip()
-    # RFC 6750 §2.1: the scheme is case-insensitive.
-    if scheme.lower() != "bearer" or not token:
+    token = _presented_key(authorization, x_api_key)
+    if not token:
         raise _missing()
     supplied = _digest(token)
     matched = False
@@ -97,11 +115,16 @@ def owner_for_header(authorization: str | None, api_keys: Sequence[str]) -> str 
 
 def authenticate(request: Request, api_keys: list[str]) -> str | None:
     """Return the caller's owner tag, ``None`` when the API is open; 401 otherwise."""
-    return owner_for_header(request.headers.get("authorization"), api_keys)
+    headers = request.headers
+    return owner_for_header(headers.get("authorization"), api_keys, headers.get("x-api-key"))
 
 
-def is_protected(path: str) -> bool:
-    return path in PROTECTED_PATHS or path.startswith(PROTECTED_PREFIXES)
+def is_protected(path: str, *, open_docs: bool = False) -> bool:
+    return (
+        path in PROTECTED_PATHS
+        or path.startswith(PROTECTED_PREFIXES)
+        or (not open_docs and path in DOCS_PATHS)
+    )
 
 
 class APIKeyAuth:
@@ -112,9 +135,10 @@ class APIKeyAuth:
     the CORS headers a page needs to read it.
     """
 
-    def __init__(self, app: ASGIApp, api_keys: Sequence[str]) -> None:
+    def __init__(self, app: ASGIApp, api_keys: Sequence[str], *, open_docs: bool = False) -> None:
         self.app = app
         self.api_keys = tuple(api_keys)
+        self.open_docs = open_docs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.api_keys:
@@ -124,29 +148,27 @@ class APIKeyAuth:
         root_path: str = scope.get("root_path", "")
         if root_path and path.startswith(root_path):
             path = path[len(root_path) :]
-        if is_protected(path):
-            authorization = None
+        if is_protected(path, open_docs=self.open_docs):
+            authorization = x_api_key = None
             for name, value in scope["headers"]:
-                if name == b"authorization":
+                if name == b"authorization" and authorization is None:
                     authorization = value.decode("latin-1")
-                    break
+                elif name == b"x-api-key" and x_api_key is None:
+                    x_api_key = value.decode("latin-1")
             try:
-                owner_for_header(authorization, self.api_keys)
+                owner_for_header(authorization, self.api_keys, x_api_key)
             except APIError as error:
-                await _send_error(send, error)
+                await send_error(
+                    send,
+                    path,
+                    error.status_code,
+                    error.message,
+                    error.error_type,
+                    error.code,
+                    headers=error.headers,
+                )
                 return
         await self.app(scope, receive, send)
-
-
-async def _send_error(send: Send, error: APIError) -> None:
-    body = json.dumps(error_body(error.message, error.error_type, error.code, error.param)).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    headers.extend((k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items())
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class ContentLog:

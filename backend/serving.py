@@ -15,6 +15,13 @@ and answers new requests 503. The responses end, uvicorn sees the
 connections close, and the process exits 0. ``SSECHAT_SHUTDOWN_TIMEOUT_S``
 bounds the wait for clients that do not read their last bytes.
 
+At that deadline uvicorn would cancel the requests' tasks, and each would
+log a ``CancelledError`` traceback. ``DrainingServer`` closes the
+connections still open instead: every request sees ``http.disconnect`` and
+ends on its own path (a non-streaming completion is cancelled by
+``backend.http.disconnect``, a stream detaches from the hub). Only a task
+still running a second later is cancelled.
+
 With ``--workers N`` the parent is uvicorn's ``Multiprocess`` supervisor; it
 forwards SIGTERM to every worker, each worker being a ``DrainingServer``.
 
@@ -38,6 +45,10 @@ from backend.app import SHUTDOWN_HOOK, ShutdownHook
 
 logger = logging.getLogger(__name__)
 _uvicorn_logger = logging.getLogger("uvicorn.error")
+
+# After closing the connections at the deadline: how long requests get to end.
+_AFTER_CLOSE_S = 1.0
+_POLL_S = 0.1
 
 
 class DrainingServer(uvicorn.Server):
@@ -73,6 +84,45 @@ class DrainingServer(uvicorn.Server):
         if hook is None or self._drain is not None:
             return  # still starting up, or an app without the hook
         self._drain = asyncio.get_running_loop().create_task(self._run_drain(hook))
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's ``Server.shutdown``, except what happens at the deadline (see above)."""
+        _uvicorn_logger.info("Shutting down")
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        await asyncio.sleep(_POLL_S)
+        timeout = self.config.timeout_graceful_shutdown
+        if not await self._connections_closed(timeout):
+            open_connections = list(self.server_state.connections)
+            _uvicorn_logger.warning(
+                "Closing %d connection(s) still open after the graceful shutdown timeout",
+                len(open_connections),
+            )
+            for connection in open_connections:
+                connection.transport.close()
+            if not await self._connections_closed(_AFTER_CLOSE_S):
+                _uvicorn_logger.error("Cancel %s running task(s)", len(self.server_state.tasks))
+                for task in self.server_state.tasks:
+                    task.cancel()
+        for server in self.servers:
+            await server.wait_closed()
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+    async def _connections_closed(self, timeout_s: float | None) -> bool:
+        """Wait until no connection and no request task is left; False at the timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        state = self.server_state
+        while (state.connections or state.tasks) and not self.force_exit:
+            if deadline is not None and loop.time() >= deadline:
+                return False
+            await asyncio.sleep(_POLL_S)
+        return True
 
     @staticmethod
     async def _run_drain(hook: ShutdownHook) -> None:

@@ -195,21 +195,23 @@ def serve(config: UIConfig | None = None) -> None:
     app = build_app(config)
     mode = "embedded backend" if config.embedded else f"backend {config.backend_url}"
     logger.info("ssechat UI on http://%s:%d (%s)", config.host, config.port, mode)
-    uvicorn_config = uvicorn.Config(
-        app,
-        host=config.host,
-        port=config.port,
-        log_level=os.environ.get("SSECHAT_LOG_LEVEL", "info").lower(),
+    options: dict[str, Any] = {
+        "host": config.host,
+        "port": config.port,
+        "log_level": os.environ.get("SSECHAT_LOG_LEVEL", "info").lower(),
         # Open SSE streams would otherwise hold a Ctrl+C / SIGTERM for a long time.
-        timeout_graceful_shutdown=3,
-    )
+        "timeout_graceful_shutdown": 3,
+    }
     server: uvicorn.Server
     if config.embedded:
-        # Embedded, the API's streams end with a final event on SIGTERM, as under
-        # ``python -m backend`` (see backend/serving.py).
+        # Embedded, the API gets the HTTP limits of ``python -m backend`` (header
+        # bytes, read timeouts, connection cap, trusted proxies) and its streams
+        # end with a final event on SIGTERM (see backend/http/ and backend/serving.py).
+        from backend.config import get_settings
+        from backend.http.server import server_config
         from backend.serving import DrainingServer
 
-        server = DrainingServer(uvicorn_config)
+        server = DrainingServer(server_config(app, get_settings(), **options))
     else:
-        server = uvicorn.Server(uvicorn_config)
+        server = uvicorn.Server(uvicorn.Config(app, **options))
     server.run()

@@ -17,6 +17,7 @@ from backend.completions import (
 from backend.engines.base import ChatMessage, Engine, EngineError, GenerationRequest
 from backend.errors import APIError, error_body
 from backend.generation.request import RequestLimits, build_request
+from backend.http.disconnect import cancel_on_disconnect
 from backend.hub.base import Generation
 from backend.ratelimit import Limits, SlotGeneration, caller_subject, get_limits
 from backend.schemas import ChatCompletionRequest
@@ -111,7 +112,9 @@ async def create_chat_completion(
     slot = await limits.acquire_stream(subject)
     if not body.stream:
         try:
-            result = await complete(engine, generation_request, completion_id)
+            result = await cancel_on_disconnect(
+                request.receive, complete(engine, generation_request, completion_id)
+            )
         except EngineError as error:
             metrics.errors.inc(label_value=error.error_type)
             status = (

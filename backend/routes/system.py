@@ -1,11 +1,11 @@
-"""``/v1/models``, ``/healthz``, ``/metrics``."""
+"""``/v1/models``, ``/healthz`` (liveness), ``/readyz`` (readiness), ``/metrics``."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from backend.security import authenticate
 from backend.services import Services, get_services
@@ -46,6 +46,28 @@ async def health(services: ServicesDep) -> dict[str, Any]:
         "hub": services.hub.kind,
         "note": engines.note,
     }
+
+
+@router.get(
+    "/readyz",
+    tags=["system"],
+    responses={503: {"description": "Not ready: shutting down, or the hub is unreachable"}},
+)
+async def ready(request: Request, services: ServicesDep) -> JSONResponse:
+    """200 when this worker can serve (engine loaded, hub reachable); 503 with the reason.
+
+    The engine is loaded before the app accepts requests, so reaching this
+    route says so; the hub is probed each time.
+    """
+    if request.app.state.draining:
+        reason: str | None = "Shutting down."
+    else:
+        reason = await services.hub.readiness()
+    body = {"status": "ok" if reason is None else "unavailable", "hub": services.hub.kind}
+    if reason is not None:
+        body["reason"] = reason
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse(body)
 
 
 @router.get("/metrics", tags=["system"], response_class=PlainTextResponse, responses=_NEEDS_KEY)

@@ -90,9 +90,62 @@ def test_the_key_is_checked_before_the_body_is_read(keyed: str) -> None:
     assert huge.status_code == 401
 
 
-def test_health_and_schema_stay_open(keyed: str) -> None:
+DOCS = ["/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"]
+
+
+def test_probes_stay_open(keyed: str) -> None:
     assert httpx.get(f"{keyed}/healthz").status_code == 200
-    assert httpx.get(f"{keyed}/openapi.json").status_code == 200
+    assert httpx.get(f"{keyed}/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("path", DOCS)
+def test_docs_and_schema_need_the_key_when_keys_are_set(keyed: str, path: str) -> None:
+    anonymous = httpx.get(keyed + path)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "invalid_api_key"
+    assert httpx.get(keyed + path, headers=bearer(KEY_A)).status_code == 200
+    assert httpx.get(keyed + path, headers={"x-api-key": KEY_B}).status_code == 200
+
+
+@pytest.mark.parametrize("path", DOCS)
+def test_open_docs_setting_serves_them_without_a_key(path: str) -> None:
+    app = create_app(settings(api_keys=KEY_A, open_docs=True))
+    with serve_app(app) as base_url:
+        assert httpx.get(base_url + path).status_code == 200
+        assert httpx.get(f"{base_url}/v1/models").status_code == 401  # the API stays closed
+
+
+@pytest.mark.parametrize("key", ["", "sk-wrong", f"{KEY_A}x", f"Bearer {KEY_A}"])
+def test_x_api_key_must_be_a_valid_key(keyed: str, key: str) -> None:
+    response = httpx.get(f"{keyed}/v1/models", headers={"x-api-key": key})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_x_api_key_gets_in_on_every_protected_path(keyed: str) -> None:
+    """The Anthropic SDK's header: the same keys, the same owner as a Bearer token."""
+    for key in (KEY_A, KEY_B):
+        header = {"x-api-key": key}
+        assert httpx.get(f"{keyed}/v1/models", headers=header).status_code == 200
+        assert httpx.get(f"{keyed}/metrics", headers=header).status_code == 200
+    body = {"messages": MESSAGES, "max_tokens": 2}
+    response = httpx.post(keyed + CHAT, headers={"x-api-key": KEY_A}, json=body)
+    assert response.status_code == 200
+    assert owner_for_header(None, [KEY_A, KEY_B], KEY_B) == key_owner(KEY_B)
+    # Both sent: the Bearer token decides (a wrong one is not rescued by x-api-key).
+    both = {"Authorization": "Bearer sk-wrong", "x-api-key": KEY_A}
+    assert httpx.get(f"{keyed}/v1/models", headers=both).status_code == 401
+
+
+def test_a_stream_started_with_x_api_key_belongs_to_that_key(keyed: str) -> None:
+    body = {"messages": MESSAGES, "stream": True, "max_tokens": 3}
+    with httpx.stream("POST", keyed + CHAT, headers={"x-api-key": KEY_A}, json=body) as response:
+        assert response.status_code == 200
+        stream_id = response.headers["x-stream-id"]
+        response.read()
+    events = f"{keyed}{CHAT}/{stream_id}/events"
+    assert httpx.get(events, headers={"x-api-key": KEY_B}).status_code == 404
+    assert httpx.get(events, headers=bearer(KEY_A)).status_code == 200
 
 
 def test_valid_keys_get_in(keyed: str) -> None:

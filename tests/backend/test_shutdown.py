@@ -24,6 +24,7 @@ import uvicorn
 from backend.app import SHUTDOWN_HOOK, create_app
 from backend.config import Settings
 from backend.serving import DrainingServer
+from tests.backend.http.raw import metric, wait_until
 from tests.redis_server import run_redis_server
 from tests.servers import backend_process
 from tests.whatwg_sse import parse_stream
@@ -86,6 +87,36 @@ async def test_sigterm_ends_every_stream_then_exits_0() -> None:
 def test_sigterm_when_idle_exits_0() -> None:
     with backend_process({"SSECHAT_ENGINE": "simulated"}) as backend:
         assert backend.terminate() == 0
+
+
+async def test_sigterm_with_a_non_stream_request_in_flight_exits_without_traceback() -> None:
+    """A ``stream: false`` request outliving the shutdown timeout: its connection is
+    closed at the deadline, so the request ends as if its client had left (the
+    generation is cancelled) instead of its task being cancelled with a traceback."""
+    env = {
+        "SSECHAT_ENGINE": "simulated",
+        "SSECHAT_SIM_TOKENS_PER_S": "5",
+        "SSECHAT_SIM_FILL_MAX_TOKENS": "true",
+        "SSECHAT_SHUTDOWN_TIMEOUT_S": "1",
+        "SSECHAT_MAX_CONCURRENT_STREAMS_PER_KEY": "10",  # so /metrics counts its slot
+    }
+    with backend_process(env) as backend:
+        async with httpx.AsyncClient(base_url=backend.url, timeout=30) as http:
+            request = asyncio.create_task(http.post(CHAT, json=LONG))
+            slot_held = lambda: metric(backend.url, "ssechat_stream_slots_held") == 1  # noqa: E731
+            await asyncio.to_thread(wait_until, slot_held, 10, "the request's slot")
+            signalled = time.monotonic()
+            backend.process.terminate()
+            with pytest.raises(httpx.RemoteProtocolError):
+                await request  # no answer: the server closed the connection
+        status = await asyncio.to_thread(backend.process.wait, 10)
+        elapsed = time.monotonic() - signalled
+        log = backend.log()
+    assert status == 0, log
+    assert elapsed < 5, log  # the 1 s timeout, one more for requests to end, slack
+    assert "Closing 1 connection(s) still open" in log
+    assert "Traceback" not in log, log
+    assert "CancelledError" not in log, log
 
 
 @pytest.fixture

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from backend.http.replies import send_error
 
 
 class BodyTooLarge(HTTPException):
@@ -14,19 +14,6 @@ class BodyTooLarge(HTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"Request body exceeds {limit} bytes.")
-
-
-def _too_large_body(limit: int) -> bytes:
-    return json.dumps(
-        {
-            "error": {
-                "message": f"Request body exceeds {limit} bytes.",
-                "type": "invalid_request_error",
-                "param": None,
-                "code": "request_too_large",
-            }
-        }
-    ).encode()
 
 
 class BodySizeLimit:
@@ -48,7 +35,7 @@ class BodySizeLimit:
                 except ValueError:
                     declared = -1
                 if declared > limit:
-                    await self._reject(send, limit)
+                    await _reject(send, scope["path"], limit)
                     return
         received = 0
         response_started = False
@@ -72,20 +59,16 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not response_started:
-                await self._reject(send, limit)
+                await _reject(send, scope["path"], limit)
 
-    @staticmethod
-    async def _reject(send: Send, limit: int) -> None:
-        body = _too_large_body(limit)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+
+async def _reject(send: Send, path: str, limit: int) -> None:
+    await send_error(
+        send,
+        path,
+        413,
+        f"Request body exceeds {limit} bytes.",
+        "invalid_request_error",
+        "request_too_large",
+        close=True,
+    )
