@@ -5,16 +5,19 @@ thread. What must outlive a run lives elsewhere: the backend and the client
 (``st.cache_resource``: one per process, shared by sessions) and the chat
 (``ChatState`` in ``st.session_state``).
 
-Stop. Streamlit stops a running script by raising an exception in it at the
-next ``st.*`` call: the toolbar's Stop raises ``StopException``, any widget
-used meanwhile (the Stop button here, a new prompt) raises ``RerunException``.
-Either unwinds through ``st.write_stream``, where a ``finally`` cancels the
-stream on the server and keeps the partial answer, marked as stopped, without
-touching ``st.*`` (after a Stop every ``st.*`` call raises again). The stream id
-is also kept in the session's state while the answer streams, so a run that
-finds it still set (its clean-up never ran) sends the cancel then. While no
-token comes, the reader offers Streamlit an interruption point every
-``IDLE_SLICE_S``, so Stop does not wait for the next token.
+Stop. Streamlit stops a running script by raising ``StopException`` in it at
+the next ``st.*`` call: the toolbar's Stop does, and so does any widget used
+meanwhile (the Stop button here, a new prompt); with fast reruns (the default)
+the new run starts at once in a new script thread while the old one still
+unwinds. The exception unwinds through ``st.write_stream``, where a
+``finally`` cancels the stream on the server and keeps the partial answer,
+marked as stopped, without touching ``st.*`` (after a Stop every ``st.*``
+call raises again). The stream id is kept in the session's state while the
+answer streams, so a run that finds it still set (its clean-up never ran)
+sends the cancel then. The next run first waits for the session's ``idle``
+event (set at the end of the clean-up), so it renders the stopped answer
+rather than racing it. While no token comes, the reader offers Streamlit an
+interruption point every ``IDLE_SLICE_S``, so Stop does not wait for a token.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ STATE_KEY = "ssechat"
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_MAX_TOKENS = 256
 MAX_TOKENS = 4096
+SETTLE_TIMEOUT_S = 15.0  # longer than a cancel takes (SyncChatStream waits up to 10 s)
 
 
 def _stop_backend(backend: EmbeddedBackend) -> None:
@@ -91,6 +95,13 @@ def chat_state() -> ChatState:
         state = ChatState()
         st.session_state[STATE_KEY] = state
     return state
+
+
+def settle_previous_run(state: ChatState, client: SyncChatClient) -> None:
+    """Let an interrupted run finish its clean-up; if it does not, cancel its stream here."""
+    if state.idle.wait(SETTLE_TIMEOUT_S) and state.active_stream_id is None:
+        return
+    cancel_interrupted(state, client)
 
 
 def cancel_interrupted(state: ChatState, client: SyncChatClient) -> None:
@@ -181,10 +192,10 @@ def show_metrics(answer: Answer | None) -> None:
         metrics = answer.metrics
         ttft = "–" if metrics.ttft_s is None else f"{metrics.ttft_s * 1000:.0f} ms"
         rate = "–" if metrics.tokens_per_s is None else f"{metrics.tokens_per_s:.1f}"
-        first, second, third = st.columns(3)
-        first.metric("Time to first token", ttft)
-        second.metric("Tokens/s", rate)
-        third.metric(
+        # Stacked: the sidebar is too narrow for three metrics side by side.
+        st.metric("Time to first token", ttft)
+        st.metric("Tokens/s", rate)
+        st.metric(
             "Tokens",
             metrics.tokens,
             help="completion tokens as the server's usage counts them (deltas, if it sent none)",
@@ -218,8 +229,9 @@ def stream_answer(
     with st.chat_message("assistant"):
         stop_slot = st.empty()
         # Any click reruns the script, which interrupts the stream: the button needs no handler.
-        stop_slot.button("Stop", key="stop", icon=":material/stop_circle:", help="Stop the answer")
+        stop_slot.button("Stop", key="stop", icon=":material/stop_circle:")
         reply = ChatMessage("assistant", "")
+        state.idle.clear()
         stream = client.stream(request)
         finished = False
         try:
@@ -236,6 +248,7 @@ def stream_answer(
             reply.note = answer_note(answer, stopped=not finished)
             state.messages.append(reply)
             state.last = answer
+            state.idle.set()
         stop_slot.empty()
         if reply.error:
             st.error(reply.error)
@@ -251,7 +264,7 @@ def run_page(
     st.set_page_config(page_title="ssechat · Streamlit", page_icon="💬", layout="wide")
     state = chat_state()
     client, label = connect(config, api_factory)
-    cancel_interrupted(state, client)
+    settle_previous_run(state, client)
     problem = load_backend_info(state, client)
     settings = sidebar(state, label, problem)
     # Pinned to the bottom wherever it is called; called first to know whether a prompt came.

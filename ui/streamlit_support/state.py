@@ -9,6 +9,7 @@ an interruption (send the cancel, keep the partial answer) must not hit one.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +36,12 @@ class ChatState:
     models: tuple[str, ...] = ()
     default_model: str | None = None
     backend_note: str | None = None  # engine and model as the backend reports them
+    # Cleared while a run streams, set when its clean-up ended: a rerun that starts in a new
+    # script thread while the interrupted one still unwinds waits for it.
+    idle: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
 
 
 def to_messages(
