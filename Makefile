@@ -18,7 +18,7 @@ $(VENV)/.run-installed: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(PY)
-	$(PIP) install -q -e ".[local,redis,dev]"
+	$(PIP) install -q -e ".[local,redis,dev,ui-streamlit]"
 	touch $@
 
 run: $(VENV)/.run-installed
