@@ -188,6 +188,8 @@ class ChatStream:
                     if self._built.stream_id is None:
                         self._built.stream_id = response.headers.get("x-stream-id")
                     async for sse in source.aiter_sse():
+                        if self._cancel_sent:
+                            break  # stopped: what is still in flight is not the answer
                         if sse.retry is not None:
                             retry_s = min(sse.retry / 1000.0, MAX_RETRY_S)
                         if sse.id:
