@@ -331,3 +331,42 @@ def write_json(path: Path, value: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def arrival_observer_js(root_selector: str, message_selector: str) -> str:
+    """JS for ``page.evaluate(js, run)``: records, for every token of run RUN, when it
+    first appeared in the last message (under ``root_selector``) and the next frame."""
+    js = """
+(run) => {
+  const state = {run, seen: new Set(), samples: []};
+  window.__bench = state;
+  const pattern = new RegExp(run + "k(\\\\d+)t(\\\\d+\\\\.\\\\d)", "g");
+  const root = document.querySelector(ROOT);
+  const observer = new MutationObserver(() => {
+    const bots = root.querySelectorAll(MESSAGES);
+    if (!bots.length) return;
+    const text = bots[bots.length - 1].textContent;
+    const dom = performance.timeOrigin + performance.now();
+    const fresh = [];
+    for (const match of text.matchAll(pattern)) {
+      const index = Number(match[1]);
+      if (state.seen.has(index)) continue;
+      state.seen.add(index);
+      const sample = {index, emitted: Number(match[2]), dom, paint: null};
+      state.samples.push(sample);
+      fresh.push(sample);
+    }
+    if (fresh.length) {
+      requestAnimationFrame(() => {
+        const paint = performance.timeOrigin + performance.now();
+        for (const sample of fresh) sample.paint = paint;
+      });
+    }
+  });
+  observer.observe(root, {childList: true, subtree: true, characterData: true});
+  state.stop = () => observer.disconnect();
+}
+"""
+    return js.replace("ROOT", json.dumps(root_selector)).replace(
+        "MESSAGES", json.dumps(message_selector)
+    )

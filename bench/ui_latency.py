@@ -50,6 +50,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import httpx
 
+from bench.support import arrival_observer_js
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 
 if TYPE_CHECKING:
@@ -213,38 +214,7 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str, log: IO[bytes]) -> N
     raise RuntimeError(f"server at {url} not ready")
 
 
-# Records, for every token of run RUN, when it first appeared in the DOM and the next frame.
-OBSERVER_JS = """
-(run) => {
-  const state = {run, seen: new Set(), samples: []};
-  window.__bench = state;
-  const pattern = new RegExp(run + "k(\\\\d+)t(\\\\d+\\\\.\\\\d)", "g");
-  const root = document.querySelector("#chat-bot");
-  const observer = new MutationObserver(() => {
-    const bots = root.querySelectorAll("[data-testid='bot']");
-    if (!bots.length) return;
-    const text = bots[bots.length - 1].textContent;
-    const dom = performance.timeOrigin + performance.now();
-    const fresh = [];
-    for (const match of text.matchAll(pattern)) {
-      const index = Number(match[1]);
-      if (state.seen.has(index)) continue;
-      state.seen.add(index);
-      const sample = {index, emitted: Number(match[2]), dom, paint: null};
-      state.samples.push(sample);
-      fresh.push(sample);
-    }
-    if (fresh.length) {
-      requestAnimationFrame(() => {
-        const paint = performance.timeOrigin + performance.now();
-        for (const sample of fresh) sample.paint = paint;
-      });
-    }
-  });
-  observer.observe(root, {childList: true, subtree: true, characterData: true});
-  state.stop = () => observer.disconnect();
-}
-"""
+OBSERVER_JS = arrival_observer_js("#chat-bot", "[data-testid='bot']")
 
 
 @dataclass

@@ -21,6 +21,7 @@ import time
 import uuid
 from typing import Any
 
+from bench.support import arrival_observer_js
 from bench.ui_latency import descendants_cpu_s, percentile
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.ui.streamlit_helpers import streamlit_process
@@ -28,36 +29,7 @@ from tests.ui.streamlit_helpers import streamlit_process
 logger = logging.getLogger("bench.ui_streamlit")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-OBSERVER_JS = """
-(run) => {
-  const state = {run, seen: new Set(), samples: []};
-  window.__bench = state;
-  const pattern = new RegExp(run + "k(\\\\d+)t(\\\\d+\\\\.\\\\d)", "g");
-  const observer = new MutationObserver(() => {
-    const messages = document.querySelectorAll("[data-testid='stChatMessage']");
-    if (!messages.length) return;
-    const text = messages[messages.length - 1].textContent;
-    const dom = performance.timeOrigin + performance.now();
-    const fresh = [];
-    for (const match of text.matchAll(pattern)) {
-      const index = Number(match[1]);
-      if (state.seen.has(index)) continue;
-      state.seen.add(index);
-      const sample = {index, emitted: Number(match[2]), dom, paint: null};
-      state.samples.push(sample);
-      fresh.push(sample);
-    }
-    if (fresh.length) {
-      requestAnimationFrame(() => {
-        const paint = performance.timeOrigin + performance.now();
-        for (const sample of fresh) sample.paint = paint;
-      });
-    }
-  });
-  observer.observe(document.body, {childList: true, subtree: true, characterData: true});
-  state.stop = () => observer.disconnect();
-}
-"""
+OBSERVER_JS = arrival_observer_js("body", "[data-testid='stChatMessage']")
 
 
 def cpu_s(pid: int) -> float:
