@@ -78,16 +78,11 @@ class Scripted:
         return httpx.Response(200, headers=headers, stream=Chunks(split(body, 5)))
 
 
-async def collect(
-    server: Scripted, request: ChatRequest, api_key: str | None = None
-) -> tuple[list[Delta], Answer]:
+async def read_answer(client: ChatClient, request: ChatRequest) -> tuple[list[Delta], Answer]:
+    """Every delta of one stream, then its one final ``Answer``."""
     deltas: list[Delta] = []
     answers: list[Answer] = []
-    transport = httpx.MockTransport(server.handler)
-    async with (
-        make_http_client("http://fake", transport=transport) as http,
-        ChatClient(http, api_key=api_key).stream_chat(request) as stream,
-    ):
+    async with client.stream_chat(request) as stream:
         async for item in stream:
             if isinstance(item, Delta):
                 assert not answers, "a delta arrived after the final Answer"
@@ -96,6 +91,14 @@ async def collect(
                 answers.append(item)
     assert len(answers) == 1, "exactly one Answer ends the stream"
     return deltas, answers[0]
+
+
+async def collect(
+    server: Scripted, request: ChatRequest, api_key: str | None = None
+) -> tuple[list[Delta], Answer]:
+    transport = httpx.MockTransport(server.handler)
+    async with make_http_client("http://fake", transport=transport) as http:
+        return await read_answer(ChatClient(http, api_key=api_key), request)
 
 
 def text_of(deltas: list[Delta], kind: str) -> str:

@@ -11,6 +11,7 @@ import pytest
 
 from backend.app import create_app
 from tests.servers import free_port, serve_app
+from tests.ui.client.scripted import read_answer
 from tests.ui.conftest import backend_settings
 from tests.ui.helpers import cancelled_by_request
 from ui.client import (
@@ -29,20 +30,6 @@ from ui.client import (
 QUESTION = [{"role": "user", "content": "How do Server-Sent Events work?"}]
 
 
-async def collect(client: ChatClient, request: ChatRequest) -> tuple[list[Delta], Answer]:
-    deltas: list[Delta] = []
-    answers: list[Answer] = []
-    async with client.stream_chat(request) as stream:
-        async for item in stream:
-            if isinstance(item, Delta):
-                assert not answers, "a delta arrived after the final Answer"
-                deltas.append(item)
-            else:
-                answers.append(item)
-    assert len(answers) == 1, "exactly one Answer ends the stream"
-    return deltas, answers[0]
-
-
 def assert_contiguous_ids(answer: Answer) -> None:
     ids = [int(event.id) for event in answer.events]
     assert ids == list(range(1, len(ids) + 1)), ids
@@ -52,7 +39,7 @@ async def test_deltas_join_to_the_non_streamed_text(backend_url: str) -> None:
     request = ChatRequest(messages=QUESTION, max_tokens=40, seed=7)
     async with make_http_client(backend_url) as http:
         client = ChatClient(http)
-        deltas, answer = await collect(client, request)
+        deltas, answer = await read_answer(client, request)
         reference = await client.complete(request)
 
     assert reference.text
@@ -84,7 +71,7 @@ async def test_http_errors_raise_with_the_servers_message(backend_url: str) -> N
         client = ChatClient(http)
         request = ChatRequest(messages=QUESTION, model="no-such-model")
         with pytest.raises(BackendHTTPError) as streamed:
-            await collect(client, request)
+            await read_answer(client, request)
         with pytest.raises(BackendHTTPError) as non_streamed:
             await client.complete(request)
 
@@ -101,7 +88,7 @@ async def test_error_event_mid_stream_raises_with_partial_answer(backend_url: st
     async with make_http_client(backend_url) as http:
         client = ChatClient(http)
         with pytest.raises(StreamEventError) as caught:
-            await collect(client, ChatRequest(messages=QUESTION, model="failing"))
+            await read_answer(client, ChatRequest(messages=QUESTION, model="failing"))
     error = caught.value
     assert "model backend went away" in error.message
     assert error.answer.text == " t0 t1 t2"  # what arrived before the error is kept
@@ -112,7 +99,7 @@ async def test_unreachable_backend_is_a_clear_error() -> None:
     async with make_http_client(f"http://127.0.0.1:{free_port()}") as http:
         client = ChatClient(http)
         with pytest.raises(BackendUnreachableError, match="cannot reach the backend"):
-            await collect(client, ChatRequest(messages=QUESTION))
+            await read_answer(client, ChatRequest(messages=QUESTION))
         with pytest.raises(BackendUnreachableError):
             await client.models()
 
@@ -202,7 +189,7 @@ async def test_keepalive_pings_are_ignored_and_keep_the_read_alive(backend_url: 
     app = create_app(backend_settings(sim_tokens_per_s=0.66, keepalive_s=0.2))
     with serve_app(app) as url:
         async with make_http_client(url) as http:
-            deltas, answer = await collect(ChatClient(http, read_timeout_s=1.0), request)
+            deltas, answer = await read_answer(ChatClient(http, read_timeout_s=1.0), request)
             reference = await ChatClient(http).complete(request)  # silent for 4.5 s
     assert answer.text == reference.text == "".join(d.text for d in deltas)
     assert answer.metrics.reconnects == 0
@@ -214,7 +201,7 @@ async def test_resume_after_dropped_connections(faulty_backend_url: str) -> None
     request = ChatRequest(messages=QUESTION, max_tokens=30, seed=11)
     async with make_http_client(faulty_backend_url) as http:
         client = ChatClient(http)
-        deltas, answer = await collect(client, request)
+        deltas, answer = await read_answer(client, request)
         reference = await client.complete(request)
     assert answer.text == reference.text == "".join(d.text for d in deltas)
     assert answer.metrics.reconnects >= 5
@@ -303,7 +290,7 @@ async def test_resume_against_scripted_bytes_drops_duplicates_and_comments() -> 
     server = ScriptedServer()
     transport = httpx.MockTransport(server.handler)
     async with make_http_client("http://fake", transport=transport) as http:
-        deltas, answer = await collect(ChatClient(http), ChatRequest(messages=QUESTION))
+        deltas, answer = await read_answer(ChatClient(http), ChatRequest(messages=QUESTION))
     assert "".join(d.text for d in deltas) == answer.text == "".join(TOKENS)
     assert server.resume_headers == ["3"]
     assert answer.metrics.reconnects == 1
@@ -318,7 +305,7 @@ async def test_a_gap_in_event_ids_is_an_error_not_silent_loss() -> None:
 
     async with make_http_client("http://fake", transport=httpx.MockTransport(handler)) as http:
         with pytest.raises(ConnectionLostError, match="expected id 2, got 3"):
-            await collect(ChatClient(http), ChatRequest(messages=QUESTION))
+            await read_answer(ChatClient(http), ChatRequest(messages=QUESTION))
 
 
 async def test_reconnects_are_bounded() -> None:
@@ -333,7 +320,7 @@ async def test_reconnects_are_bounded() -> None:
     async with make_http_client("http://fake", transport=httpx.MockTransport(handler)) as http:
         client = ChatClient(http, max_reconnects=3)
         with pytest.raises(ConnectionLostError, match="reconnects") as caught:
-            await collect(client, ChatRequest(messages=QUESTION))
+            await read_answer(client, ChatRequest(messages=QUESTION))
     resume = "GET /v1/chat/completions/chatcmpl-fake/events"
     assert calls == [
         "POST /v1/chat/completions",
@@ -349,4 +336,4 @@ async def test_a_response_that_is_not_an_event_stream_is_a_clear_error() -> None
 
     async with make_http_client("http://fake", transport=httpx.MockTransport(handler)) as http:
         with pytest.raises(ChatClientError, match="did not answer with an event stream"):
-            await collect(ChatClient(http), ChatRequest(messages=QUESTION))
+            await read_answer(ChatClient(http), ChatRequest(messages=QUESTION))
