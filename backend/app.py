@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 import logging
 import os
@@ -21,9 +20,11 @@ from backend.engines.base import Engine
 from backend.engines.registry import build_engines
 from backend.errors import install_error_handlers
 from backend.http.limits import BodySizeLimit
+from backend.hub.base import StreamHub
 from backend.hub.factory import build_hub
+from backend.limits import build_limits
+from backend.limits.base import Limits
 from backend.metrics import Metrics
-from backend.ratelimit import Limits, build_limits
 from backend.routes import chat, system
 from backend.security import APIKeyAuth
 from backend.services import Services
@@ -95,7 +96,12 @@ def create_app(
         app.state.services = Services(
             settings=settings, engines=engines, hub=hub, metrics=metrics, http_client=http_client
         )
-        limits = await build_limits(settings)
+        limits = await build_limits(
+            per_minute=settings.rate_limit_per_min,
+            max_concurrent=settings.max_concurrent_streams_per_key,
+            redis_url=settings.redis_url if settings.hub == "redis" else None,
+            slot_ttl_s=settings.stream_slot_ttl_s,
+        )
         app.state.limits = limits
         _add_process_gauges(metrics, hub, limits)
         metrics.add_gauge(
@@ -118,10 +124,7 @@ def create_app(
                 return
             app.state.draining = True
             logger.info("shutting down: ending every live stream")
-            # A hub's drain() stops its generations but keeps serving readers until
-            # they have the closing events; without one, aclose() (memory hub: same).
-            drain = getattr(hub, "drain", None)
-            await (drain() if callable(drain) else hub.aclose())
+            await hub.drain()
 
         try:
             yield {SHUTDOWN_HOOK: begin_shutdown}
@@ -184,19 +187,21 @@ def _document_400_not_422(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _read_number(source: object, attribute: str) -> float:
-    return float(getattr(source, attribute))
-
-
-def _add_process_gauges(metrics: Metrics, hub: object, limits: Limits) -> None:
+def _add_process_gauges(metrics: Metrics, hub: StreamHub, limits: Limits) -> None:
     """Gauges the soak benchmark watches for leaks (tasks, threads, streams, slots, RSS)."""
-    for attribute, name, help_text in (
-        ("live_streams", "ssechat_hub_live_streams", "Generations running in this worker."),
-        ("stored_streams", "ssechat_hub_stored_streams", "Streams kept for resume."),
-        ("buffered_bytes", "ssechat_hub_buffered_bytes", "Bytes of events kept for resume."),
-    ):
-        if hasattr(type(hub), attribute):
-            metrics.add_gauge(name, help_text, functools.partial(_read_number, hub, attribute))
+    metrics.add_gauge(
+        "ssechat_hub_live_streams",
+        "Generations running in this worker.",
+        lambda: float(hub.live_streams),
+    )
+    metrics.add_gauge(
+        "ssechat_hub_stored_streams", "Streams kept for resume.", lambda: float(hub.stored_streams)
+    )
+    metrics.add_gauge(
+        "ssechat_hub_buffered_bytes",
+        "Bytes of events kept for resume.",
+        lambda: float(hub.buffered_bytes),
+    )
     metrics.add_gauge(
         "ssechat_stream_slots_held",
         "Concurrency slots held by generations of this worker.",

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from backend.engines.base import EngineError
 from backend.hub.base import HubError
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,30 @@ class APIError(Exception):
         self.code = code
         self.param = param
         self.headers = headers
+
+    def body(self, dialect: Dialect = "openai") -> dict[str, Any]:
+        return error_body(
+            self.message,
+            self.error_type,
+            self.code,
+            self.param,
+            dialect=dialect,
+            status_code=self.status_code,
+        )
+
+
+def api_error_from_engine(error: EngineError) -> APIError:
+    """An engine failure answered before streaming: 400 for what the request asked
+    for, 502 for an upstream fault, 500 otherwise."""
+    if error.error_type == "invalid_request_error":
+        status = 400
+    elif error.error_type.startswith("upstream"):
+        status = 502
+    else:
+        status = 500
+    return APIError(
+        status, error.message, error_type=error.error_type, code=error.code, param=error.param
+    )
 
 
 Dialect = Literal["openai", "anthropic"]

@@ -13,16 +13,14 @@
 - Keys are compared as SHA-256 digests with ``hmac.compare_digest``, against
   every configured key, always: the time taken says nothing about which key
   (or how much of one) matched, not even its length.
-- ``ContentLog`` logs prompts and answers only when ``SSECHAT_LOG_CONTENT=1``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 
 from fastapi import Request
@@ -30,8 +28,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.errors import APIError
 from backend.http.replies import send_error
-from backend.hub.base import EndReason, Event, Generation
-from backend.sse import is_done
 
 logger = logging.getLogger(__name__)
 
@@ -169,45 +165,3 @@ class APIKeyAuth:
                 )
                 return
         await self.app(scope, receive, send)
-
-
-class ContentLog:
-    """Logs a generation's answer text (``SSECHAT_LOG_CONTENT=1`` only) when it ends.
-
-    Wraps the ``Generation`` the hub runs; the payloads pass through unchanged.
-    Parsing each chunk costs a ``json.loads``, which is why this is opt-in
-    (besides privacy).
-    """
-
-    def __init__(self, inner: Generation, completion_id: str) -> None:
-        self._inner = inner
-        self._completion_id = completion_id
-        self._parts: list[str] = []
-
-    async def events(self) -> AsyncIterator[Event]:
-        ended = "cancelled"
-        events = self._inner.events()
-        try:
-            async for event in events:
-                if is_done(event[1]):
-                    ended = "done"
-                else:
-                    self._parts.extend(_content_of(event[1]))
-                yield event
-        finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            logger.info("%s answer (%s): %r", self._completion_id, ended, "".join(self._parts))
-
-    def closing_events(self, reason: EndReason, message: str) -> Sequence[Event]:
-        return self._inner.closing_events(reason, message)
-
-
-def _content_of(data: str) -> list[str]:
-    try:
-        choices = json.loads(data).get("choices") or ()
-        contents = [(choice.get("delta") or {}).get("content") for choice in choices]
-    except (ValueError, AttributeError, TypeError):
-        return []
-    return [content for content in contents if isinstance(content, str)]

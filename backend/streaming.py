@@ -110,7 +110,17 @@ class SSEResponse(Response):
         watcher = asyncio.create_task(watch_for_disconnect())
         body = self._body_iterator
         try:
+            # The headers wait for the first chunk: a resume with nothing left to
+            # send (after the final event, or ahead of a stream that then ended)
+            # is answered 204, the spec's "stop reconnecting" for EventSource.
+            first = await anext(body, None)
+            if first is None:
+                watcher.cancel()
+                await send({"type": "http.response.start", "status": 204, "headers": []})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": first, "more_body": True})
             async for chunk in body:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             watcher.cancel()

@@ -43,10 +43,10 @@ from typing import Any
 
 import httpx
 
-from backend.completions import ChatCompletionGeneration
 from backend.config import Settings
 from backend.engines.base import ChatMessage, GenerationRequest, TokenDelta, refuse_unsupported
 from backend.engines.simulated import SimulatedEngine
+from backend.generation.chat import ChatCompletionGeneration
 from backend.hub.base import EndReason, StreamHub
 from backend.hub.memory import MemoryHub
 from backend.hub.redis import RedisHub
@@ -127,7 +127,10 @@ def _generation(stream_id: str, engine: StopwatchEngine, seed: int) -> ChatCompl
         seed=seed,
     )
     return ChatCompletionGeneration(
-        engine=engine, request=request, completion_id=stream_id, include_usage=False
+        deltas=engine.stream(request),
+        model=request.model,
+        completion_id=stream_id,
+        include_usage=False,
     )
 
 

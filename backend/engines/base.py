@@ -13,7 +13,6 @@ and release what it holds (threads, upstream connections) in ``finally``.
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -135,7 +134,7 @@ class TokenDelta:
     """A piece of what the model produced; the last delta carries ``finish_reason``.
 
     Every text field is whole characters: engines that produce bytes decode
-    them with ``Utf8Decoder`` so a character is never split across deltas.
+    them with ``backend.engines.text.Utf8Decoder`` so a character is never split across deltas.
     ``logprobs`` is passed through as the engine got it (OpenAI's shape).
     """
 
@@ -235,21 +234,3 @@ class Engine(Protocol):
     async def aclose(self) -> None:
         """Release resources (model, connection pools)."""
         ...
-
-
-class Utf8Decoder:
-    """Turns arbitrary byte pieces into whole characters.
-
-    Model tokens are byte sequences: one emoji may arrive as four one-byte
-    tokens. An incremental decoder holds back an incomplete sequence until the
-    rest arrives, so the wire never carries half a character.
-    """
-
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def feed(self, piece: bytes) -> str:
-        return self._decoder.decode(piece, final=False)
-
-    def flush(self) -> str:
-        return self._decoder.decode(b"", final=True)

@@ -26,7 +26,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,9 +38,9 @@ from backend.engines.base import (
     GenerationRequest,
     TokenDelta,
     Usage,
-    Utf8Decoder,
     refuse_unsupported,
 )
+from backend.engines.text import StopMatcher, Utf8Decoder
 
 logger = logging.getLogger(__name__)
 
@@ -103,48 +103,6 @@ def build_prompt(messages: Sequence[ChatMessage]) -> str:
         parts.append(f"{label}: {message.content.strip()}")
     parts.append("\nAssistant:")
     return "".join(parts)
-
-
-class StopMatcher:
-    """Cuts text at the first stop sequence, holding back what could be the start of one.
-
-    A stop sequence may arrive split over several tokens ("\\nUs", "er:"), so
-    any tail of the text that is a prefix of some stop sequence is held until
-    later text settles it. The stop sequence itself is never emitted.
-    """
-
-    def __init__(self, stops: Iterable[str]) -> None:
-        self._stops = tuple(dict.fromkeys(s for s in stops if s))
-        self._pending = ""
-        self.stopped = False
-
-    def feed(self, text: str) -> str:
-        """Return the text that is now known not to belong to a stop sequence."""
-        if self.stopped:
-            return ""
-        buffer = self._pending + text
-        cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
-            self.stopped = True
-            self._pending = ""
-            return buffer[:cut]
-        hold = self._held_length(buffer)
-        self._pending = buffer[len(buffer) - hold :]
-        return buffer[: len(buffer) - hold]
-
-    def flush(self) -> str:
-        """At the end of generation: the held-back text, which no stop completed."""
-        pending, self._pending = self._pending, ""
-        return "" if self.stopped else pending
-
-    def _held_length(self, buffer: str) -> int:
-        longest = 0
-        for stop in self._stops:
-            for size in range(min(len(stop) - 1, len(buffer)), longest, -1):
-                if buffer.endswith(stop[:size]):
-                    longest = size
-                    break
-        return longest
 
 
 class AnswerTrimmer:

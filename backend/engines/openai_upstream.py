@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -53,6 +52,7 @@ from backend.engines.base import (
     Usage,
     refuse_unsupported,
 )
+from backend.engines.text import WholeChars
 
 __all__ = ["DEFAULT_MODEL", "OpenAIUpstreamEngine", "UpstreamError", "estimate_prompt_tokens"]
 
@@ -64,7 +64,6 @@ ERROR_TYPE: Final = "upstream_error"
 _MAX_ERROR_BODY_BYTES: Final = 64 * 1024
 _MAX_QUOTE_CHARS: Final = 300
 _REDACTED: Final = "[redacted]"
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
 class UpstreamError(EngineError):
@@ -173,7 +172,7 @@ class OpenAIUpstreamEngine:
         """
         payload = self._payload(request)
         url = f"{self._base_url}/chat/completions"
-        chars = _WholeChars()
+        chars = WholeChars()
         text_deltas = 0
         finish: str | None = None
         usage: Usage | None = None
@@ -435,36 +434,6 @@ class OpenAIUpstreamEngine:
             f"upstream {self._where()} dropped the connection mid-stream: {reason}",
             code="upstream_disconnected",
         )
-
-
-class _WholeChars:
-    """Keeps surrogate pairs together across chunks.
-
-    JSON may spell one astral character (an emoji) as two ``\\uD83D\\uDE00``
-    escapes, and a careless upstream can put them in two chunks: each then
-    decodes to a lone surrogate, which no UTF-8 encoder accepts. A trailing
-    high surrogate waits for the next chunk; pairs are joined into one
-    character; a surrogate that stays alone becomes U+FFFD.
-    """
-
-    def __init__(self) -> None:
-        self._pending = ""
-
-    def feed(self, text: str) -> str:
-        text, self._pending = self._pending + text, ""
-        if text and "\ud800" <= text[-1] <= "\udbff":
-            text, self._pending = text[:-1], text[-1]
-        return _join_surrogates(text)
-
-    def flush(self) -> str:
-        text, self._pending = self._pending, ""
-        return _join_surrogates(text)
-
-
-def _join_surrogates(text: str) -> str:
-    if _SURROGATE.search(text) is None:
-        return text
-    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def _status_code(status: int) -> str:

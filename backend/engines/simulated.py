@@ -15,7 +15,14 @@ import random
 import time
 from collections.abc import AsyncIterator
 
-from backend.engines.base import GenerationRequest, TokenDelta, Usage, refuse_unsupported
+from backend.engines.base import (
+    FinishReason,
+    GenerationRequest,
+    TokenDelta,
+    Usage,
+    refuse_unsupported,
+)
+from backend.engines.text import StopMatcher
 
 DEFAULT_MODEL = "ssechat-simulated"
 
@@ -133,12 +140,11 @@ class SimulatedEngine:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
         tokens = simulated_tokens(request, request.max_tokens if self._fill_max_tokens else 0)
-        stops = request.stop
-        produced = ""
+        matcher = StopMatcher(request.stop)
         count = 0
         interval = 1.0 / self._tokens_per_s if self._tokens_per_s > 0 else 0.0
         start = time.monotonic()
-        finish: str = "stop"
+        finish: FinishReason = "stop"
         for token in tokens:
             if count >= request.max_tokens:
                 finish = "length"
@@ -149,22 +155,15 @@ class SimulatedEngine:
                 await asyncio.sleep(delay if delay > 0 else 0)
             elif count % 64 == 63:
                 await asyncio.sleep(0)  # let cancellation and other streams in
-            if stops:
-                candidate = produced + token
-                hit = min((i for i in (candidate.find(s) for s in stops) if i >= 0), default=-1)
-                if hit >= 0:
-                    tail = candidate[len(produced) : hit]
-                    if tail:
-                        count += 1
-                        yield TokenDelta(tail)
-                    break
-                produced = candidate
             count += 1
-            yield TokenDelta(token)
+            text = matcher.feed(token) if matcher.active else token
+            if text:
+                yield TokenDelta(text)
+            if matcher.stopped:
+                break
+        tail = matcher.flush()
         yield TokenDelta(
-            "",
-            finish_reason="length" if finish == "length" else "stop",
-            usage=Usage(count_prompt_tokens(request), count),
+            tail, finish_reason=finish, usage=Usage(count_prompt_tokens(request), count)
         )
 
     async def aclose(self) -> None:

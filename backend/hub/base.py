@@ -17,8 +17,38 @@ from typing import Literal, NamedTuple, Protocol
 EndReason = Literal["cancelled", "abandoned", "error", "shutdown"]
 
 
-# (event name, payload): what a generation yields; "" = no ``event:`` field.
+# (event name, payload): a whole event; "" = no ``event:`` field.
 Event = tuple[str, str]
+
+
+class Template(NamedTuple):
+    """A payload shape many events of one stream share: such an event's payload is
+    ``prefix + part + suffix``, and only its ``part`` varies (e.g. a chunk's text)."""
+
+    event: str
+    prefix: str
+    suffix: str
+
+
+class Fragment(NamedTuple):
+    """An event given by its variable part and the index of its template in the
+    generation's ``templates``. A hub may store it compactly (the part only) as
+    long as every reader, on any worker, gets the byte-identical payload."""
+
+    template: int
+    part: str
+
+
+# What a generation yields: whole events, or fragments of a template.
+Produced = Event | Fragment
+
+
+def expand(templates: Sequence[Template], item: Produced) -> Event:
+    """The whole event for a produced item."""
+    if isinstance(item, Fragment):
+        template = templates[item.template]
+        return template.event, template.prefix + item.part + template.suffix
+    return item
 
 
 class StreamEvent(NamedTuple):
@@ -32,7 +62,14 @@ class StreamEvent(NamedTuple):
 class Generation(Protocol):
     """What a producer gives the hub: its events, and how to end early."""
 
-    def events(self) -> AsyncIterator[Event]:
+    @property
+    def templates(self) -> Sequence[Template]:
+        """Payload templates the ``Fragment``s refer to. Append-only: it may grow
+        while events are produced, and a fragment only refers to a template
+        added before it was yielded."""
+        ...
+
+    def events(self) -> AsyncIterator[Produced]:
         """Events in order; the last one is the dialect's terminal event."""
         ...
 
@@ -79,8 +116,34 @@ class StreamHub(Protocol):
     @property
     def kind(self) -> str: ...
 
-    async def start(self, stream_id: str, owner: str | None, generation: Generation) -> None:
-        """Register the stream and launch its generation task. Raises ``HubFull``."""
+    # Gauges for /metrics (this worker's view).
+    @property
+    def live_streams(self) -> int:
+        """Generations running in this worker."""
+        ...
+
+    @property
+    def stored_streams(self) -> int:
+        """Streams kept for resume (this worker's, or the deployment's where shared)."""
+        ...
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of events kept for resume."""
+        ...
+
+    async def start(
+        self,
+        stream_id: str,
+        owner: str | None,
+        generation: Generation,
+        *,
+        background: bool = False,
+    ) -> None:
+        """Register the stream and launch its generation task. Raises ``HubFull``.
+
+        A ``background`` generation runs to its end with or without readers
+        (never abandoned); it stops only on cancel, delete or shutdown."""
         ...
 
     async def subscribe(
@@ -95,7 +158,10 @@ class StreamHub(Protocol):
         Iterating yields non-empty batches of events (all that are ready, so a
         fast producer costs one write per batch, not per event) and empty
         batches when ``keepalive_s`` passes without events. Iteration ends
-        after the terminal event.
+        after the terminal event. ``after`` is never clamped: a reader at or
+        beyond the final event gets no batch at all (the response turns that
+        into a 204), and a reader ahead of a live stream waits for seq
+        ``after + 1`` and never sees an id at or below ``after``.
         """
         ...
 
@@ -112,6 +178,12 @@ class StreamHub(Protocol):
 
     async def readiness(self) -> str | None:
         """None when the hub can serve streams, else why not (for ``/readyz``)."""
+        ...
+
+    async def drain(self) -> None:
+        """On shutdown: refuse new streams and end every live generation (reason
+        ``shutdown``), while still serving readers until they have the closing
+        events."""
         ...
 
     async def aclose(self) -> None:

@@ -21,6 +21,7 @@ from backend.hub.base import (
     HubFull,
     StreamEvent,
     StreamNotFound,
+    expand,
 )
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 class _Stream:
     stream_id: str
     owner: str | None
+    background: bool = False  # runs on without readers
     # Payloads only (seq = index + 1): a list of str while live, a tuple once
     # finished. Kept for stream_ttl_s, so they must cost the cyclic GC nothing:
     # a tuple holding only str is untracked after one pass, while one small
@@ -148,11 +150,18 @@ class MemoryHub:
         return self._buffered_bytes
 
     # -- protocol -------------------------------------------------------------------------
-    async def start(self, stream_id: str, owner: str | None, generation: Generation) -> None:
+    async def start(
+        self,
+        stream_id: str,
+        owner: str | None,
+        generation: Generation,
+        *,
+        background: bool = False,
+    ) -> None:
         self._make_room()
         if stream_id in self._streams:
             raise ValueError(f"stream id {stream_id} already exists")
-        stream = _Stream(stream_id=stream_id, owner=owner)
+        stream = _Stream(stream_id=stream_id, owner=owner, background=background)
         self._streams[stream_id] = stream
         stream.task = asyncio.create_task(
             self._produce(stream, generation), name=f"generation {stream_id}"
@@ -167,13 +176,13 @@ class MemoryHub:
         if stream is None or stream.owner != owner:
             # A foreign stream looks exactly like a missing one: ids are not an oracle.
             raise StreamNotFound(f"No stream {stream_id!r} (unknown, expired, or not yours).")
-        if after < 0:
-            after = 0
         stream.subscribers += 1
         if stream.grace_timer is not None:
             stream.grace_timer.cancel()
             stream.grace_timer = None
-        return MemorySubscription(self, stream, min(after, len(stream.events)))
+        # Not clamped: a reader ahead of the stream waits for the events after
+        # the one it claims, and gets nothing if the stream ends first.
+        return MemorySubscription(self, stream, max(after, 0))
 
     async def cancel(self, stream_id: str, owner: str | None) -> bool:
         stream = self._owned_stream(stream_id, owner)
@@ -196,6 +205,10 @@ class MemoryHub:
 
     async def readiness(self) -> str | None:
         return None  # in-process: nothing to reach
+
+    async def drain(self) -> None:
+        # Readers here follow the in-memory events, which outlive the tasks.
+        await self.aclose()
 
     async def aclose(self) -> None:
         if self._ticker is not None:
@@ -243,8 +256,9 @@ class MemoryHub:
 
     async def _produce(self, stream: _Stream, generation: Generation) -> None:
         try:
-            async for event in generation.events():
-                self._append(stream, event)
+            templates = generation.templates
+            async for item in generation.events():
+                self._append(stream, expand(templates, item))
         except asyncio.CancelledError:
             reason = stream.end_reason or "shutdown"
             self._close_early(stream, generation, reason, stream.end_message or reason)
@@ -296,7 +310,7 @@ class MemoryHub:
 
     def _detach(self, stream: _Stream) -> None:
         stream.subscribers -= 1
-        if stream.subscribers > 0 or stream.done:
+        if stream.subscribers > 0 or stream.done or stream.background:
             return
         if self._grace_s == 0:
             self._abandon(stream)

@@ -104,6 +104,7 @@ from backend.hub.base import (
     HubUnavailable,
     StreamEvent,
     StreamNotFound,
+    expand,
 )
 
 logger = logging.getLogger(__name__)
@@ -397,6 +398,7 @@ class _Owned:
     end_reason: EndReason | None = None  # why it is being stopped early, once asked
     end_message: str = ""
     expires_at: float = 0.0  # monotonic time past which its keys are surely gone
+    background: bool = False  # runs on without readers
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     producer: asyncio.Task[None] | None = None
@@ -597,7 +599,14 @@ class RedisHub:
         return f"{self._prefix}worker:{self.worker_id}"
 
     # -- protocol ----------------------------------------------------------------------------
-    async def start(self, stream_id: str, owner: str | None, generation: Generation) -> None:
+    async def start(
+        self,
+        stream_id: str,
+        owner: str | None,
+        generation: Generation,
+        *,
+        background: bool = False,
+    ) -> None:
         if self._closing:
             raise HubUnavailable("Server shutting down.")
         orphan = json.dumps(
@@ -629,7 +638,12 @@ class RedisHub:
                 f"Server at capacity: {reply[1]} streams stored, {reply[2]} bytes buffered, "
                 "none finished to make room. Retry shortly."
             )
-        stream = _Owned(stream_id, generation, expires_at=time.monotonic() + self._live_ms / 1000)
+        stream = _Owned(
+            stream_id,
+            generation,
+            expires_at=time.monotonic() + self._live_ms / 1000,
+            background=background,
+        )
         self._owned[stream_id] = stream
         stream.producer = asyncio.create_task(self._produce(stream), name=f"generation {stream_id}")
         # A task cancelled before its first step never runs its body (no
@@ -720,8 +734,9 @@ class RedisHub:
     # -- producing (on the owning worker) ------------------------------------------------------
     async def _produce(self, stream: _Owned) -> None:
         try:
-            async for event in stream.generation.events():
-                stream.push(event)
+            templates = stream.generation.templates
+            async for item in stream.generation.events():
+                stream.push(expand(templates, item))
         except asyncio.CancelledError:
             reason = stream.end_reason or "shutdown"
             self._close_early(stream, reason, stream.end_message or reason)
@@ -938,7 +953,7 @@ class RedisHub:
 
     def _no_subscribers(self, stream: _Owned) -> None:
         """Redis says nobody reads this stream: re-count after the grace period."""
-        if stream.produced_all or stream.grace is not None or stream.checking:
+        if stream.produced_all or stream.grace is not None or stream.checking or stream.background:
             return
         if self._grace_s == 0:
             stream.checking = True

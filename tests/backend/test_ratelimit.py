@@ -22,7 +22,8 @@ import pytest
 from backend.app import create_app
 from backend.config import Settings
 from backend.errors import APIError
-from backend.ratelimit import MemoryLimits, RedisLimits
+from backend.limits.memory import MemoryLimits
+from backend.limits.redis import RedisLimits
 from tests.backend.fault_engines import FailingEngine
 from tests.redis_server import RedisServer, run_redis_server
 from tests.servers import REPO_ROOT, serve_app
@@ -268,15 +269,13 @@ def test_limits_are_shared_by_every_worker(redis_url: str) -> None:
 _HOLDER = textwrap.dedent(
     """
     import asyncio, sys
-    from backend.config import Settings
-    from backend.ratelimit import RedisLimits
+    from backend.limits.redis import RedisLimits
 
     async def main() -> None:
-        settings = Settings(
-            hub="redis", redis_url=sys.argv[1], max_concurrent_streams_per_key=2,
-            stream_slot_ttl_s=float(sys.argv[2]),
+        limits = await RedisLimits.connect(
+            redis_url=sys.argv[1], per_minute=0, max_concurrent=2,
+            slot_ttl_s=float(sys.argv[2]),
         )
-        limits = await RedisLimits.connect(settings)
         await limits.acquire_stream("key:shared")
         await limits.acquire_stream("key:shared")
         print("held", flush=True)

@@ -18,10 +18,10 @@ from backend.engines.llama import (
     TURN_STOPS,
     AnswerTrimmer,
     LlamaEngine,
-    StopMatcher,
     build_prompt,
     load_llama_engine,
 )
+from backend.engines.text import StopMatcher
 
 # --- stop sequences, pure ----------------------------------------------------
 

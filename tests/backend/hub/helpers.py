@@ -7,9 +7,9 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
-from backend.completions import ChatCompletionGeneration, complete
 from backend.engines.base import ChatMessage, GenerationRequest
 from backend.engines.simulated import SimulatedEngine
+from backend.generation.chat import ChatCompletionGeneration, complete
 from backend.hub.base import EndReason, StreamEvent, StreamHub, Subscription
 from backend.sse import DONE
 
@@ -29,9 +29,10 @@ def generation(
     stream_id: str, *, tokens_per_s: float = 0.0, seed: int = 7, max_tokens: int = 64
 ) -> ChatCompletionGeneration:
     """The real producer the routes use, over the deterministic simulated engine."""
+    request = generation_request(seed=seed, max_tokens=max_tokens)
     return ChatCompletionGeneration(
-        engine=SimulatedEngine(tokens_per_s=tokens_per_s),
-        request=generation_request(seed=seed, max_tokens=max_tokens),
+        deltas=SimulatedEngine(tokens_per_s=tokens_per_s).stream(request),
+        model=request.model,
         completion_id=stream_id,
         include_usage=False,
     )
@@ -39,9 +40,8 @@ def generation(
 
 async def reference_text(*, seed: int = 7, max_tokens: int = 64) -> str:
     """The whole answer, from the non-streaming path (no hub involved)."""
-    result = await complete(
-        SimulatedEngine(tokens_per_s=0.0), generation_request(seed=seed, max_tokens=max_tokens), "x"
-    )
+    request = generation_request(seed=seed, max_tokens=max_tokens)
+    result = await complete(SimulatedEngine(tokens_per_s=0.0).stream(request), request.model, "x")
     text: str = result["choices"][0]["message"]["content"]
     return text
 

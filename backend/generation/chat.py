@@ -1,23 +1,24 @@
-"""Turns engine deltas into OpenAI ``chat.completion.chunk`` payloads (JSON text).
+"""The Chat Completions renderer: engine deltas into ``chat.completion.chunk``
+payloads (streamed) or one ``chat.completion`` object (``stream: false``).
 
-This is the producer the hub runs: it knows the OpenAI object shapes, not
-SSE framing. Chunks are built from a pre-rendered prefix and suffix so a
-token costs one ``json.dumps`` of its text rather than of a whole dict.
+``ChatCompletionGeneration`` is the producer the hub runs: it knows the
+OpenAI object shapes, not SSE framing. Chunks are built from a pre-rendered
+prefix and suffix so a token costs one JSON string escape of its text rather
+than a ``json.dumps`` of a whole dict.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from json.encoder import encode_basestring
 from typing import Any
 
-from backend.engines.base import Engine, EngineError, GenerationRequest, TokenDelta, Usage
+from backend.engines.base import EngineError, TokenDelta, Usage
 from backend.errors import error_body
-from backend.hub.base import EndReason, Event, HubError
+from backend.generation.payload import dumps, escape
+from backend.hub.base import EndReason, Event, Fragment, HubError, Produced, Template
 from backend.sse import DONE
 
 logger = logging.getLogger(__name__)
@@ -28,17 +29,14 @@ def new_completion_id() -> str:
     return "chatcmpl-" + secrets.token_hex(16)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def error_payload(
     message: str, error_type: str, code: str | None = None, param: str | None = None
 ) -> str:
-    return _dumps(error_body(message, error_type, code, param))
+    return dumps(error_body(message, error_type, code, param))
 
 
 _DONE_EVENT: Event = ("", DONE)
+_CONTENT = 0  # the template of content chunks
 
 
 def hub_error_events(error: HubError) -> Sequence[Event]:
@@ -52,15 +50,14 @@ class ChatCompletionGeneration:
     def __init__(
         self,
         *,
-        engine: Engine,
-        request: GenerationRequest,
+        deltas: AsyncIterator[TokenDelta],
+        model: str,
         completion_id: str,
         include_usage: bool,
         on_first_token: Callable[[float], None] | None = None,
         on_error: Callable[[str], None] | None = None,
     ) -> None:
-        self._engine = engine
-        self._request = request
+        self._deltas = deltas
         self._include_usage = include_usage
         self._on_first_token = on_first_token
         self._on_error = on_error
@@ -73,17 +70,27 @@ class ChatCompletionGeneration:
             "id": completion_id,
             "object": "chat.completion.chunk",
             "created": self.created,
-            "model": request.model,
+            "model": model,
             "system_fingerprint": None,
         }
-        head = _dumps(header)[:-1]  # drop the closing brace, choices follow
-        self._content_prefix = head + ',"choices":[{"index":0,"delta":{"content":'
-        self._content_suffix = '},"logprobs":null,"finish_reason":null}]}'
+        head = dumps(header)[:-1]  # drop the closing brace, choices follow
+        # A content chunk is this template around its JSON-escaped text.
+        self._templates = [
+            Template(
+                "",
+                head + ',"choices":[{"index":0,"delta":{"content":',
+                '},"logprobs":null,"finish_reason":null}]}',
+            )
+        ]
         self._head = head
+
+    @property
+    def templates(self) -> Sequence[Template]:
+        return self._templates
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None) -> str:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        return self._head + ',"choices":[' + _dumps(choice) + "]}"
+        return self._head + ',"choices":[' + dumps(choice) + "]}"
 
     def _usage_chunk(self, usage: Usage) -> str:
         body = {
@@ -91,21 +98,18 @@ class ChatCompletionGeneration:
             "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.total_tokens,
         }
-        return self._head + ',"choices":[],"usage":' + _dumps(body) + "}"
+        return self._head + ',"choices":[],"usage":' + dumps(body) + "}"
 
-    async def events(self) -> AsyncIterator[Event]:
+    async def events(self) -> AsyncIterator[Produced]:
         yield "", self._chunk({"role": "assistant", "content": ""}, None)
-        prefix, suffix = self._content_prefix, self._content_suffix
         final: TokenDelta | None = None
         try:
-            async for delta in self._engine.stream(self._request):
+            async for delta in self._deltas:
                 if delta.text:
                     if self.completion_tokens == 0 and self._on_first_token is not None:
                         self._on_first_token(time.perf_counter() - self._started)
                     self.completion_tokens += 1
-                    # encode_basestring is json.dumps(text, ensure_ascii=False) minus
-                    # building an encoder per call: same bytes, a third of the cost.
-                    yield "", prefix + encode_basestring(delta.text) + suffix
+                    yield Fragment(_CONTENT, escape(delta.text))
                 if delta.finish_reason is not None:
                     final = delta
                     break
@@ -148,12 +152,12 @@ class ChatCompletionGeneration:
 
 
 async def complete(
-    engine: Engine, request: GenerationRequest, completion_id: str
+    deltas: AsyncIterator[TokenDelta], model: str, completion_id: str
 ) -> dict[str, Any]:
     """A whole ``chat.completion`` object (``stream: false``). Raises ``EngineError``."""
     parts: list[str] = []
     final: TokenDelta | None = None
-    async for delta in engine.stream(request):
+    async for delta in deltas:
         if delta.text:
             parts.append(delta.text)
         if delta.finish_reason is not None:
@@ -166,7 +170,7 @@ async def complete(
         "id": completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": request.model,
+        "model": model,
         "system_fingerprint": None,
         "choices": [
             {

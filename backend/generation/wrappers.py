@@ -1,0 +1,93 @@
+"""What wraps a generation without knowing its dialect.
+
+- ``SlotGeneration`` holds a concurrency slot for as long as the generation
+  it wraps runs (the slot follows the generation, not the HTTP response).
+- ``logged_deltas`` logs what the model produced (``SSECHAT_LOG_CONTENT=1``
+  only), reading the engine's deltas, so it needs no parser per dialect.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from backend.engines.base import TokenDelta
+from backend.hub.base import EndReason, Event, Generation, Produced, Template
+from backend.limits.base import StreamSlot
+
+logger = logging.getLogger(__name__)
+
+
+async def close_iterator(iterator: AsyncIterator[Any]) -> None:
+    """Close an async generator we stopped iterating early (``async for`` does not),
+    so what it holds (an upstream connection) is released now, not at garbage collection."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+class SlotGeneration:
+    """Holds a concurrency slot for exactly as long as the wrapped generation runs.
+
+    Released when the events end for any reason (finished, engine error,
+    cancelled by a request, abandoned, shutdown: cancellation reaches the
+    generator's ``finally``), or when the hub drops the generation unstarted
+    (a task cancelled before it ever ran: the finalizer). ``closing_events``
+    is *not* a release point: a hub may call it up front (the redis hub
+    stores the payloads that end an orphaned stream).
+    """
+
+    def __init__(self, inner: Generation, slot: StreamSlot) -> None:
+        self._inner = inner
+        self._slot = slot
+        weakref.finalize(self, slot.release)
+
+    @property
+    def templates(self) -> Sequence[Template]:
+        return self._inner.templates
+
+    async def events(self) -> AsyncIterator[Produced]:
+        events = self._inner.events()
+        try:
+            async for event in events:
+                yield event
+        finally:
+            self._slot.release()
+            await close_iterator(events)
+
+    def closing_events(self, reason: EndReason, message: str) -> Sequence[Event]:
+        return self._inner.closing_events(reason, message)
+
+
+async def logged_deltas(
+    deltas: AsyncIterator[TokenDelta], stream_id: str
+) -> AsyncIterator[TokenDelta]:
+    """Pass deltas through; log the answer (text, reasoning, tool calls) when it ends."""
+    text: list[str] = []
+    reasoning: list[str] = []
+    calls: dict[int, list[str]] = {}
+    ended = "cancelled"
+    try:
+        async for delta in deltas:
+            text.append(delta.text)
+            reasoning.append(delta.reasoning)
+            for call in delta.tool_calls:
+                parts = calls.setdefault(call.index, [])
+                if call.name:
+                    parts.append(call.name + " ")
+                parts.append(call.arguments)
+            if delta.finish_reason is not None:
+                ended = delta.finish_reason
+            yield delta
+    finally:
+        await close_iterator(deltas)
+        logger.info(
+            "%s answer (%s): %r reasoning=%r tool_calls=%r",
+            stream_id,
+            ended,
+            "".join(text),
+            "".join(reasoning),
+            ["".join(parts) for _, parts in sorted(calls.items())],
+        )

@@ -1,0 +1,150 @@
+"""What every dialect route does the same way: who is calling, admission
+(draining, rate and concurrency limits), starting a generation on the hub,
+answering with its SSE stream, and resuming one.
+
+A dialect route parses its own request shape, builds a ``GenerationRequest``
+(``backend.generation.request``), chooses its renderer, and hands the rest
+to these helpers, so limits, ownership, metrics and resume behave the same
+in every dialect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, Request
+
+from backend.engines.base import Engine, GenerationRequest, TokenDelta
+from backend.errors import APIError
+from backend.generation.wrappers import SlotGeneration, logged_deltas
+from backend.http.disconnect import cancel_on_disconnect
+from backend.hub.base import Generation
+from backend.limits.base import Limits, caller_subject, get_limits
+from backend.security import authenticate
+from backend.services import Services, get_services
+from backend.streaming import HubErrorEvents, SSEResponse, sse_response
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+LimitsDep = Annotated[Limits, Depends(get_limits)]
+
+# Our ids are 1, 2, 3 …; documented so clients (and schemathesis) know a non-number is a 400.
+EVENT_ID_PATTERN = r"^[0-9]*$"
+STREAM_ID_PATTERN = r"^[A-Za-z0-9_\-]+$"
+
+T = TypeVar("T")
+
+
+def caller_owner(request: Request, services: Services) -> str | None:
+    """The caller's owner tag (``None`` when the API is open); 401 otherwise."""
+    return authenticate(request, services.settings.api_key_list)
+
+
+def refuse_while_draining(request: Request) -> None:
+    if request.app.state.draining:
+        raise APIError(
+            503,
+            "Server is shutting down; retry (another worker or replica will answer).",
+            error_type="server_error",
+            code="shutting_down",
+            headers={"Retry-After": "1"},
+        )
+
+
+def parse_last_event_id(header: str | None, query: str | None) -> int:
+    """The id a client resumes after: the ``Last-Event-ID`` header, else a query value.
+
+    The header wins: a browser EventSource reconnecting keeps its original URL
+    (query included) and sends its newest id in the header.
+    """
+    raw = header if header is not None and header.strip() != "" else query
+    if raw is None or raw.strip() == "":
+        return 0
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise APIError(
+            400,
+            f"Last-Event-ID must be a non-negative integer, got {raw[:40]!r}.",
+            code="invalid_value",
+            param="Last-Event-ID",
+        ) from None
+    if value < 0:
+        raise APIError(400, "Last-Event-ID must be non-negative.", code="invalid_value")
+    return value
+
+
+class Admission:
+    """One admitted request: its caller, and the limits it was checked against."""
+
+    def __init__(self, request: Request, services: Services, limits: Limits) -> None:
+        self.request = request
+        self.services = services
+        self.limits = limits
+        self.owner = caller_owner(request, services)
+        self.subject = caller_subject(request, self.owner)
+
+    async def check_rate(self) -> None:
+        await self.limits.check_rate(self.subject)
+
+    def deltas(
+        self, engine: Engine, generation_request: GenerationRequest, stream_id: str
+    ) -> AsyncIterator[TokenDelta]:
+        """The engine's deltas for this request, logged when ``log_content`` is on."""
+        deltas = engine.stream(generation_request)
+        if self.services.settings.log_content:
+            return logged_deltas(deltas, stream_id)
+        return deltas
+
+    async def run(self, work: Callable[[], Awaitable[T]]) -> T:
+        """A non-streaming answer: holds a concurrency slot while it runs, and is
+        cancelled (slot freed) if the client goes away."""
+        refuse_while_draining(self.request)
+        slot = await self.limits.acquire_stream(self.subject)
+        try:
+            return await cancel_on_disconnect(self.request.receive, work())
+        finally:
+            slot.release()
+
+    async def start(self, stream_id: str, generation: Generation) -> None:
+        """Run ``generation`` on the hub under ``stream_id``; the concurrency slot
+        follows the generation, not this request."""
+        refuse_while_draining(self.request)
+        slot = await self.limits.acquire_stream(self.subject)
+        if slot.held:
+            generation = SlotGeneration(generation, slot)
+        try:
+            refuse_while_draining(self.request)  # again: acquiring the slot may have awaited
+            await self.services.hub.start(stream_id, self.owner, generation)
+        except BaseException:
+            slot.release()
+            raise
+        self.services.metrics.streams_total.inc()
+
+    async def stream(
+        self, stream_id: str, after: int, hub_error_events: HubErrorEvents
+    ) -> SSEResponse:
+        """The SSE response for ``stream_id`` from event ``after`` + 1 on."""
+        return await open_stream(
+            self.services, stream_id, after, self.owner, hub_error_events=hub_error_events
+        )
+
+
+async def open_stream(
+    services: Services,
+    stream_id: str,
+    after: int,
+    owner: str | None,
+    *,
+    hub_error_events: HubErrorEvents,
+) -> SSEResponse:
+    """Subscribe to a stream (404 if unknown or foreign) and answer with its events."""
+    subscription = await services.hub.subscribe(stream_id, after, owner)
+    return sse_response(
+        subscription,
+        stream_id=stream_id,
+        retry_ms=services.settings.retry_ms,
+        metrics=services.metrics,
+        hub_error_events=hub_error_events,
+        close_after_events=services.settings.fault_close_after_events,
+    )

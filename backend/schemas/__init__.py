@@ -1,0 +1,1 @@
+"""Request bodies, one module per dialect; shared field types in ``common``."""
