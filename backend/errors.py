@@ -103,6 +103,28 @@ def anthropic_error_type(status_code: int) -> str:
     return "invalid_request_error" if status_code < 500 else "api_error"
 
 
+# Our error types (engine, hub, limits) that mean "busy, retry": Anthropic's overloaded_error.
+_OVERLOADED = frozenset({"overloaded", "hub_unavailable", "shutting_down", "server_busy"})
+
+
+def anthropic_stream_error_type(error_type: str) -> str:
+    """Anthropic's type for an error that ends a stream (an ``event: error``):
+    ``overloaded_error`` when the server is busy or going away, else ``api_error``."""
+    if error_type in _OVERLOADED:
+        return "overloaded_error"
+    if error_type == "invalid_request_error":
+        return "invalid_request_error"
+    return "api_error"
+
+
+def anthropic_error_event(message: str, error_type: str) -> dict[str, Any]:
+    """The payload of Anthropic's in-band ``event: error`` (it ends the stream)."""
+    return {
+        "type": "error",
+        "error": {"type": anthropic_stream_error_type(error_type), "message": message},
+    }
+
+
 def error_body(
     message: str,
     error_type: str,
