@@ -213,12 +213,12 @@ class MessagesGeneration:
         self, block_type: BlockType, tool_id: str = "", name: str = ""
     ) -> tuple[list[Event], _Block]:
         index = len(self._blocks)
-        name, key = _DELTA_FIELD[block_type]
+        delta_type, key = _DELTA_FIELD[block_type]
         head = dumps({"type": "content_block_delta", "index": index})[:-1]
         self._templates.append(
             Template(
                 "content_block_delta",
-                f'{head},"delta":{{"type":"{name}","{key}":',
+                f'{head},"delta":{{"type":"{delta_type}","{key}":',
                 "}}",
             )
         )
@@ -343,8 +343,12 @@ class MessagesGeneration:
 
 async def run_to_end(generation: MessagesGeneration) -> dict[str, Any]:
     """A non-streamed message: the whole Message object. Raises the engine's ``EngineError``."""
-    async for _ in generation.events():
-        pass
+    try:
+        async for _ in generation.events():
+            pass
+    except Exception as error:  # a bug in an engine: a 500 for this request, logged
+        logger.exception("generation failed")
+        raise EngineError(f"Generation failed: {error}", error_type="server_error") from error
     if generation.error is not None:
         raise generation.error
     return generation.message()

@@ -430,8 +430,12 @@ class ResponsesGeneration:
 async def run_to_end(generation: ResponsesGeneration) -> dict[str, Any]:
     """A non-streamed response: the final Response object. Raises the engine's
     ``EngineError`` if it failed."""
-    async for _ in generation.events():
-        pass
+    try:
+        async for _ in generation.events():
+            pass
+    except Exception as error:  # a bug in an engine: a 500 for this request, logged
+        logger.exception("generation failed")
+        raise EngineError(f"Generation failed: {error}", error_type="server_error") from error
     if generation.error is not None:
         raise generation.error
     return generation.response

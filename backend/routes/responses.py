@@ -15,7 +15,6 @@ Every engine serves this API from its delta stream (the renderer in
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from typing import Annotated, Any
@@ -360,26 +359,34 @@ async def retrieve_response(
 async def cancel_response(
     response_id: ResponseIdPath, request: Request, services: ServicesDep, store: StoreDep
 ) -> JSONResponse:
-    """Stop a background response now; the object answers with status ``cancelled``
-    (unchanged if it had already finished)."""
+    """Stop a response now; the object answers with status ``cancelled``.
+
+    As OpenAI's: a background response can be cancelled, and cancelling one
+    that has finished answers it unchanged. Beyond OpenAI's: a streamed
+    response still running can be cancelled too (it runs on the hub like a
+    background one; the UI's Stop uses this). A response answered as a whole,
+    or a finished foreground one, cannot (400)."""
     owner = caller_owner(request, services)
     record = await store.load(response_id, owner)
     if record is None:
         raise APIError(
             404, f"No response with id '{response_id}'.", code="not_found", param="response_id"
         )
-    if not record.response.get("background"):
-        raise APIError(
-            400,
-            "Only responses created with background=true can be cancelled.",
-            code="invalid_value",
-            param="response_id",
-        )
-    if record.response.get("status") in TERMINAL:
+    background = bool(record.response.get("background"))
+    if record.response.get("status") in TERMINAL and background:
         return JSONResponse(record.response)
-    # StreamNotFound: its events expired or were never streamed; the record tells.
-    with contextlib.suppress(StreamNotFound):
+    not_cancellable = APIError(
+        400,
+        "Only responses created with background=true (or still streaming) can be cancelled.",
+        code="invalid_value",
+        param="response_id",
+    )
+    if record.response.get("status") in TERMINAL:
+        raise not_cancellable
+    try:
         await services.hub.cancel(response_id, owner)
+    except StreamNotFound:
+        raise not_cancellable from None  # not on the hub: answered as a whole
     record = await store.load(response_id, owner)
     if record is None:
         raise APIError(404, f"Response '{response_id}' was deleted.", code="not_found")

@@ -8,6 +8,7 @@ write order), so memory stays bounded however many responses are created.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from backend.generation.payload import dumps
@@ -27,7 +28,15 @@ class _Record:
 class MemoryResponseStore:
     kind = "memory"
 
-    def __init__(self, *, ttl_s: float, max_records: int, max_bytes: int) -> None:
+    def __init__(
+        self,
+        *,
+        ttl_s: float,
+        max_records: int,
+        max_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock
         self._ttl_s = ttl_s
         self._max_records = max_records
         self._max_bytes = max_bytes
@@ -49,7 +58,7 @@ class MemoryResponseStore:
         size = context_bytes + len(dumps(response).encode())
         self._forget(response_id)
         self._records[response_id] = _Record(
-            owner, response, context, context_bytes, size, time.monotonic() + self._ttl_s
+            owner, response, context, context_bytes, size, self._clock() + self._ttl_s
         )
         self._bytes += size
         self._prune()
@@ -61,7 +70,7 @@ class MemoryResponseStore:
         size = record.context_bytes + len(dumps(response).encode())
         self._bytes += size - record.size
         record.response, record.size = response, size
-        record.expires_at = time.monotonic() + self._ttl_s
+        record.expires_at = self._clock() + self._ttl_s
         # Move to the end: the order is the eviction order.
         self._records[response_id] = self._records.pop(response_id)
         self._prune()
@@ -85,7 +94,7 @@ class MemoryResponseStore:
 
     def _live(self, response_id: str) -> _Record | None:
         record = self._records.get(response_id)
-        if record is not None and record.expires_at <= time.monotonic():
+        if record is not None and record.expires_at <= self._clock():
             self._forget(response_id)
             return None
         return record
@@ -96,7 +105,7 @@ class MemoryResponseStore:
             self._bytes -= record.size
 
     def _prune(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         while self._records:
             oldest_id, oldest = next(iter(self._records.items()))
             over = len(self._records) > self._max_records or self._bytes > self._max_bytes
