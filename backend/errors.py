@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from backend.engines.base import EngineError
 from backend.hub.base import HubError
@@ -173,6 +174,18 @@ def _describe_validation(error: RequestValidationError) -> tuple[str, str | None
     return "Invalid request: " + "; ".join(problems[:5]), first_param
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path: Starlette's 405 names only the
+    first route's, wrong for a path served by several (GET and DELETE of a response)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match != Match.NONE:
+                methods.update(route.methods)
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, APIError)
@@ -212,12 +225,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = "request_too_large" if exc.status_code == 413 else None
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
         return error_response(
             exc.status_code,
             str(exc.detail),
             "invalid_request_error",
             code,
-            headers=exc.headers,
+            headers=headers,
             dialect=dialect_for_path(request.url.path),
         )
 

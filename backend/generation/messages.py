@@ -157,6 +157,7 @@ class MessagesGeneration:
         self._blocks: list[_Block] = []
         self._open: list[_Block] = []
         self._tools: dict[int, _Block] = {}  # tool-call index -> its open block
+        self._text_block: _Block | None = None  # the open text block, if last
         self._begun = False
         self._finished = False
         self.output_tokens = 0
@@ -294,12 +295,24 @@ class MessagesGeneration:
         final: TokenDelta | None = None
         try:
             async for delta in self._deltas:
-                if delta.text or delta.reasoning or delta.refusal or delta.tool_calls:
+                text_block = self._text_block
+                if (
+                    text_block is not None
+                    and delta.text
+                    and not (delta.reasoning or delta.refusal or delta.tool_calls)
+                ):
+                    # The hot path: more text for the text block that is open.
+                    self.output_tokens += 1
+                    text_block.pieces.append(delta.text)
+                    yield Fragment(text_block.template, escape(delta.text))
+                elif delta.text or delta.reasoning or delta.refusal or delta.tool_calls:
                     if self.output_tokens == 0 and self._on_first_token is not None:
                         self._on_first_token(time.perf_counter() - self._started)
                     self.output_tokens += 1
                     for item in self._delta_events(delta):
                         yield item
+                    last = self._open[-1] if self._open else None
+                    self._text_block = last if last is not None and last.type == "text" else None
                 if delta.finish_reason is not None:
                     final = delta
                     break

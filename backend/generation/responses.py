@@ -114,6 +114,7 @@ class ResponsesGeneration:
         self._open: list[OpenItem] = []
         self._calls: dict[int, FunctionCallItem] = {}  # tool-call index -> its open item
         self._items = 0  # output indexes handed out
+        self._text_item: MessageItem | None = None  # the open output_text part, if last
         self._finished = False
         self.output_tokens = 0
         # The Response object as it stands (its last snapshot), and an engine
@@ -381,12 +382,32 @@ class ResponsesGeneration:
         try:
             try:
                 async for delta in self._deltas:
-                    if delta.text or delta.reasoning or delta.refusal or delta.tool_calls:
+                    text_item = self._text_item
+                    if (
+                        text_item is not None
+                        and delta.text
+                        and not (delta.reasoning or delta.refusal or delta.tool_calls)
+                        and delta.logprobs is None
+                    ):
+                        # The hot path: more text for the part that is open.
+                        self.output_tokens += 1
+                        text_item.text.append(delta.text)
+                        yield Fragment(
+                            text_item.template, f'{self._seq},"delta":{escape(delta.text)}'
+                        )
+                        self._seq += 1
+                    elif delta.text or delta.reasoning or delta.refusal or delta.tool_calls:
                         if self.output_tokens == 0 and self._on_first_token is not None:
                             self._on_first_token(time.perf_counter() - self._started)
                         self.output_tokens += 1
                         for item in self._delta_events(delta):
                             yield item
+                        last = self._open[-1] if self._open else None
+                        self._text_item = (
+                            last
+                            if isinstance(last, MessageItem) and last.part_type == "output_text"
+                            else None
+                        )
                         if len(self._output) > saved_items:
                             saved_items = len(self._output)
                             await self._save(self.snapshot("in_progress"))

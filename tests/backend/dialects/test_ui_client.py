@@ -19,7 +19,7 @@ MESSAGES = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": Q
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
     running: tuple[str, list[Engine]]
-    with dialect_server(fault_close_after_events=9) as running:
+    with dialect_server(fault_close_after_events=9, retry_ms=50) as running:
         yield running[0]
 
 

@@ -20,7 +20,7 @@ def test_responses_and_messages_across_workers(redis_url: str) -> None:
         "SSECHAT_HUB": "redis",
         "SSECHAT_REDIS_URL": redis_url,
         "SSECHAT_ENGINE": "simulated",
-        "SSECHAT_SIM_TOKENS_PER_S": "20",
+        "SSECHAT_SIM_TOKENS_PER_S": "40",
     }
     with (
         backend_process(env) as a,
