@@ -75,6 +75,25 @@ CUT_BY_LENGTH: tuple[TokenDelta, ...] = (
 )
 
 
+# Text with logprobs as an OpenAI upstream gives them (Chat Completions shape).
+WITH_LOGPROBS: tuple[TokenDelta, ...] = (
+    TokenDelta(
+        text="Hi",
+        logprobs={
+            "content": [
+                {
+                    "token": "Hi",
+                    "logprob": -0.25,
+                    "bytes": [72, 105],
+                    "top_logprobs": [{"token": "Hi", "logprob": -0.25, "bytes": [72, 105]}],
+                }
+            ]
+        },
+    ),
+    TokenDelta(finish_reason="stop", usage=Usage(2, 1)),
+)
+
+
 def scripted_engines() -> list[ScriptedEngine]:
     """One engine per script, named after it (``scripted-every-kind`` …)."""
     return [
@@ -82,4 +101,5 @@ def scripted_engines() -> list[ScriptedEngine]:
         ScriptedEngine("scripted-refusal", REFUSAL),
         ScriptedEngine("scripted-stop-sequence", STOPPED_BY_SEQUENCE),
         ScriptedEngine("scripted-length", CUT_BY_LENGTH),
+        ScriptedEngine("scripted-logprobs", WITH_LOGPROBS),
     ]

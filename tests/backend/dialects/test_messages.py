@@ -415,6 +415,8 @@ def test_resume_cancel_and_204_after_the_end(http: httpx.Client) -> None:
         f"{MESSAGES}/{stream_id}/events", headers={"Last-Event-ID": str(len(events))}
     )
     assert after_end.status_code == 204
+    ahead = http.get(f"{MESSAGES}/{stream_id}/events", headers={"Last-Event-ID": "100000"})
+    assert ahead.status_code == 204
     anthropic_error(http.get(f"{MESSAGES}/msg_nope/events"), 404, "not_found_error")
     done = http.post(f"{MESSAGES}/{stream_id}/cancel").json()
     assert done == {"id": stream_id, "type": "message_cancellation", "cancelled": False}

@@ -180,6 +180,55 @@ def test_resume_after_the_end_is_204_and_unknown_ids_are_404(
         sdk.responses.retrieve("resp_nope")
 
 
+def test_ahead_of_a_finished_stream_is_204_and_a_running_continuation_is_refused(
+    sdk: OpenAI, http: httpx.Client
+) -> None:
+    done = sdk.responses.create(model=SIMULATED, input=QUESTION, background=True)
+    list(sdk.responses.retrieve(done.id, stream=True))  # until its end
+    ahead = http.get(
+        f"{RESPONSES}/{done.id}", params={"stream": "true", "starting_after": "100000"}
+    )
+    assert ahead.status_code == 204
+    live = sdk.responses.create(model=SLOW, input=QUESTION, max_output_tokens=400, background=True)
+    with pytest.raises(openai.BadRequestError, match="still"):
+        sdk.responses.create(model=SIMULATED, input="x", previous_response_id=live.id)
+    sdk.responses.cancel(live.id)
+
+
+def test_background_streamed_runs_on_after_the_client_leaves(sdk: OpenAI) -> None:
+    stream = sdk.responses.create(
+        model=SLOW, input=QUESTION, max_output_tokens=10, background=True, stream=True
+    )
+    first = next(iter(stream))
+    stream.close()  # the connection goes; the generation does not
+    assert first.type == "response.created"
+    assert first.response.status == "queued"
+    rest = list(sdk.responses.retrieve(first.response.id, stream=True, starting_after=0))
+    assert rest[-1].type == "response.incomplete"
+    assert rest[-1].response.usage is not None
+    assert rest[-1].response.usage.output_tokens == 10
+    assert sdk.responses.retrieve(first.response.id).status == "incomplete"
+
+
+def test_logprobs_when_included_and_given(http: httpx.Client) -> None:
+    body = {
+        "model": "scripted-logprobs",
+        "input": "x",
+        "include": ["message.output_text.logprobs"],
+        "stream": True,
+    }
+    _, events, _ = read_sse(http, "POST", RESPONSES, json=body)
+    payloads = datas(events)
+    expected = [
+        {"token": "Hi", "logprob": -0.25, "top_logprobs": [{"token": "Hi", "logprob": -0.25}]}
+    ]
+    delta = next(p for p in payloads if p["type"] == "response.output_text.delta")
+    assert (delta["delta"], delta["logprobs"]) == ("Hi", expected)
+    done = next(p for p in payloads if p["type"] == "response.output_text.done")
+    assert done["logprobs"] == expected
+    assert payloads[-1]["response"]["output"][0]["content"][0]["logprobs"] == expected
+
+
 def test_cancel_a_background_response(sdk: OpenAI, http: httpx.Client) -> None:
     started = sdk.responses.create(
         model=SLOW, input=QUESTION, max_output_tokens=400, background=True
