@@ -25,9 +25,10 @@ from backend.hub.factory import build_hub
 from backend.limits import build_limits
 from backend.limits.base import Limits
 from backend.metrics import Metrics
-from backend.routes import chat, system
+from backend.routes import chat, messages, responses, system
 from backend.security import APIKeyAuth
 from backend.services import Services
+from backend.store import build_store
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,12 @@ def create_app(
             slot_ttl_s=settings.stream_slot_ttl_s,
         )
         app.state.limits = limits
+        app.state.response_store = await build_store(
+            redis_url=settings.redis_url if settings.hub == "redis" else None,
+            ttl_s=settings.response_ttl_s or settings.stream_ttl_s,
+            max_records=settings.max_streams,
+            max_bytes=settings.max_buffered_bytes,
+        )
         _add_process_gauges(metrics, hub, limits)
         metrics.add_gauge(
             "ssechat_info",
@@ -131,13 +138,15 @@ def create_app(
         finally:
             app.state.draining = True
             await hub.aclose()
+            await app.state.response_store.aclose()
             await limits.aclose()
             await engines.aclose()
             await http_client.aclose()
 
     app = FastAPI(
         title="ssechat",
-        summary="OpenAI-compatible chat completions streamed over Server-Sent Events.",
+        summary="OpenAI Chat Completions, OpenAI Responses and Anthropic Messages, streamed over "
+        "Server-Sent Events.",
         version="0.1.0",
         lifespan=lifespan,
     )
@@ -147,6 +156,8 @@ def create_app(
     _document_400_not_422(app)
     install_error_handlers(app)
     app.include_router(chat.router)
+    app.include_router(responses.router)
+    app.include_router(messages.router)
     app.include_router(system.router)
     # Outermost last: CORS → API keys → body size → routes. CORS answers preflights
     # (sent without credentials) and decorates 401/413 so a page can read them.
@@ -159,8 +170,15 @@ def create_app(
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
             allow_credentials=False,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "X-API-Key",
+                "Content-Type",
+                "Last-Event-ID",
+                "anthropic-version",
+                "anthropic-beta",
+            ],
             expose_headers=["X-Stream-Id"],
         )
     return app

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     resume_grace_s: float = Field(default=15.0, ge=0)
     max_streams: int = Field(default=10_000, ge=1)
     max_buffered_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    response_ttl_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Responses API: how long a stored response (GET /v1/responses/{id}, "
+        "previous_response_id) lives after its last change; default: stream_ttl_s.",
+    )
 
     # Security.
     api_keys: str = Field(default="", description="Comma-separated API keys; empty = open.")

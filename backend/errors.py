@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from backend.engines.base import EngineError
 from backend.hub.base import HubError
@@ -103,6 +104,28 @@ def anthropic_error_type(status_code: int) -> str:
     return "invalid_request_error" if status_code < 500 else "api_error"
 
 
+# Our error types (engine, hub, limits) that mean "busy, retry": Anthropic's overloaded_error.
+_OVERLOADED = frozenset({"overloaded", "hub_unavailable", "shutting_down", "server_busy"})
+
+
+def anthropic_stream_error_type(error_type: str) -> str:
+    """Anthropic's type for an error that ends a stream (an ``event: error``):
+    ``overloaded_error`` when the server is busy or going away, else ``api_error``."""
+    if error_type in _OVERLOADED:
+        return "overloaded_error"
+    if error_type == "invalid_request_error":
+        return "invalid_request_error"
+    return "api_error"
+
+
+def anthropic_error_event(message: str, error_type: str) -> dict[str, Any]:
+    """The payload of Anthropic's in-band ``event: error`` (it ends the stream)."""
+    return {
+        "type": "error",
+        "error": {"type": anthropic_stream_error_type(error_type), "message": message},
+    }
+
+
 def error_body(
     message: str,
     error_type: str,
@@ -151,6 +174,18 @@ def _describe_validation(error: RequestValidationError) -> tuple[str, str | None
     return "Invalid request: " + "; ".join(problems[:5]), first_param
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path: Starlette's 405 names only the
+    first route's, wrong for a path served by several (GET and DELETE of a response)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match != Match.NONE:
+                methods.update(route.methods)
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, APIError)
@@ -190,12 +225,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = "request_too_large" if exc.status_code == 413 else None
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
         return error_response(
             exc.status_code,
             str(exc.detail),
             "invalid_request_error",
             code,
-            headers=exc.headers,
+            headers=headers,
             dialect=dialect_for_path(request.url.path),
         )
 

@@ -44,6 +44,7 @@ async def _body(
     metrics: Metrics,
     close_after_events: int,
     hub_error_events: HubErrorEvents,
+    keepalive: bytes = KEEPALIVE_COMMENT,
 ) -> AsyncGenerator[bytes, None]:
     metrics.active_responses += 1
     finished = False
@@ -51,7 +52,7 @@ async def _body(
     try:
         async for batch in subscription:
             if not batch:
-                yield KEEPALIVE_COMMENT
+                yield keepalive
                 continue
             if close_after_events and sent + len(batch) >= close_after_events:
                 # Test-only fault: drop the connection mid-answer, as a flaky network would.
@@ -144,7 +145,10 @@ def sse_response(
     metrics: Metrics,
     hub_error_events: HubErrorEvents,
     close_after_events: int = 0,
+    keepalive: bytes = KEEPALIVE_COMMENT,
 ) -> SSEResponse:
+    """``keepalive``: what an idle stream sends (a comment, or the dialect's own
+    ping event, written without an id: it is not one of the stream's events)."""
     return SSEResponse(
         _body(
             subscription,
@@ -152,6 +156,7 @@ def sse_response(
             metrics=metrics,
             close_after_events=close_after_events,
             hub_error_events=hub_error_events,
+            keepalive=keepalive,
         ),
         headers={**SSE_HEADERS, "X-Stream-Id": stream_id},
     )

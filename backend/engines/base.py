@@ -145,6 +145,9 @@ class TokenDelta:
     logprobs: Mapping[str, Any] | None = None
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    # On the final delta of a "stop" finish: the stop sequence that ended the
+    # answer, when the engine knows it (Anthropic reports it as ``stop_sequence``).
+    stop_sequence: str | None = None
 
 
 class EngineError(Exception):

@@ -74,6 +74,7 @@ class StopMatcher:
         self._stops = tuple(dict.fromkeys(s for s in stops if s))
         self._pending = ""
         self.stopped = False
+        self.matched: str | None = None  # the stop sequence that cut the text
 
     @property
     def active(self) -> bool:
@@ -85,8 +86,9 @@ class StopMatcher:
         if self.stopped:
             return ""
         buffer = self._pending + text
-        cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
+        found = [(index, stop) for stop in self._stops if (index := buffer.find(stop)) >= 0]
+        if found:
+            cut, self.matched = min(found, key=lambda pair: pair[0])
             self.stopped = True
             self._pending = ""
             return buffer[:cut]

@@ -23,6 +23,7 @@ from backend.hub.base import Generation
 from backend.limits.base import Limits, caller_subject, get_limits
 from backend.security import authenticate
 from backend.services import Services, get_services
+from backend.sse import KEEPALIVE_COMMENT
 from backend.streaming import HubErrorEvents, SSEResponse, sse_response
 
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -106,27 +107,40 @@ class Admission:
         finally:
             slot.release()
 
-    async def start(self, stream_id: str, generation: Generation) -> None:
+    async def start(
+        self, stream_id: str, generation: Generation, *, background: bool = False
+    ) -> None:
         """Run ``generation`` on the hub under ``stream_id``; the concurrency slot
-        follows the generation, not this request."""
+        follows the generation, not this request. A ``background`` generation runs
+        to its end with or without readers."""
         refuse_while_draining(self.request)
         slot = await self.limits.acquire_stream(self.subject)
         if slot.held:
             generation = SlotGeneration(generation, slot)
         try:
             refuse_while_draining(self.request)  # again: acquiring the slot may have awaited
-            await self.services.hub.start(stream_id, self.owner, generation)
+            await self.services.hub.start(stream_id, self.owner, generation, background=background)
         except BaseException:
             slot.release()
             raise
         self.services.metrics.streams_total.inc()
 
     async def stream(
-        self, stream_id: str, after: int, hub_error_events: HubErrorEvents
+        self,
+        stream_id: str,
+        after: int,
+        hub_error_events: HubErrorEvents,
+        *,
+        keepalive: bytes = KEEPALIVE_COMMENT,
     ) -> SSEResponse:
         """The SSE response for ``stream_id`` from event ``after`` + 1 on."""
         return await open_stream(
-            self.services, stream_id, after, self.owner, hub_error_events=hub_error_events
+            self.services,
+            stream_id,
+            after,
+            self.owner,
+            hub_error_events=hub_error_events,
+            keepalive=keepalive,
         )
 
 
@@ -137,8 +151,10 @@ async def open_stream(
     owner: str | None,
     *,
     hub_error_events: HubErrorEvents,
+    keepalive: bytes = KEEPALIVE_COMMENT,
 ) -> SSEResponse:
-    """Subscribe to a stream (404 if unknown or foreign) and answer with its events."""
+    """Subscribe to a stream (404 if unknown or foreign) and answer with its events;
+    ``keepalive`` is what an idle stream sends (the dialect's ping, or a comment)."""
     subscription = await services.hub.subscribe(stream_id, after, owner)
     return sse_response(
         subscription,
@@ -147,4 +163,5 @@ async def open_stream(
         metrics=services.metrics,
         hub_error_events=hub_error_events,
         close_after_events=services.settings.fault_close_after_events,
+        keepalive=keepalive,
     )
