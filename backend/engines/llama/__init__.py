@@ -18,7 +18,13 @@ from backend.engines.llama.loader import (
     load_llama_engine,
     usable_cpus,
 )
-from backend.engines.llama.prompt import DEFAULT_SYSTEM, TURN_STOPS, AnswerTrimmer, build_prompt
+from backend.engines.llama.prompt import (
+    DEFAULT_SYSTEM,
+    TURN_STOPS,
+    AnswerTrimmer,
+    answer_prompt,
+    build_prompt,
+)
 from backend.engines.llama.worker import MIN_P, REPEAT_PENALTY, TOP_K
 
 __all__ = [
@@ -30,6 +36,7 @@ __all__ = [
     "TURN_STOPS",
     "AnswerTrimmer",
     "LlamaEngine",
+    "answer_prompt",
     "build_prompt",
     "default_model_path",
     "default_threads",

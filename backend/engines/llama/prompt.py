@@ -75,6 +75,11 @@ def build_prompt(messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
     return "".join(parts)
 
 
+def answer_prompt(messages: Sequence[ChatMessage]) -> str:
+    """The transcript, cued for the assistant to answer in text."""
+    return build_prompt(messages) + ANSWER_CUE
+
+
 def call_line(name: str, arguments: str) -> str:
     """An earlier call in the transcript."""
     return f"{call_cue(name)}{arguments.strip()}"

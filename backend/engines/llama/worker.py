@@ -9,7 +9,8 @@ Three shapes of answer, each a loop over ``Llama.generate``:
 - a forced tool call (``tool_choice`` required or a named function): the
   transcript ends with ``Assistant calls``; with several tools the name is
   sampled first under a grammar of their names, then the arguments under the
-  tool's JSON Schema grammar, streamed as tool-call fragments.
+  tool's JSON Schema grammar, streamed as tool-call fragments (stop sequences
+  do not apply to arguments, logprobs are for content only).
 
 The prompt is evaluated in chunks (cancellable, reusing the cached prefix)
 before ``Llama.generate`` samples; cancellation is checked between tokens.
@@ -42,10 +43,10 @@ from backend.engines.base import (
 from backend.engines.llama.grammar import arguments_grammar, content_grammar, names_grammar
 from backend.engines.llama.logits import LogitsShaper, NoCopy, token_logprobs
 from backend.engines.llama.prompt import (
-    ANSWER_CUE,
     CALL_CUE,
     TURN_STOPS,
     AnswerTrimmer,
+    answer_prompt,
     build_prompt,
     call_cue,
 )
@@ -103,7 +104,7 @@ class Worker:
     # --- answers ---------------------------------------------------------------------
 
     def _answer(self, request: GenerationRequest, cancel: threading.Event, emit: Emit) -> None:
-        prompt, _ = self._fit(request, lambda m: build_prompt(m) + ANSWER_CUE)
+        prompt, _ = self._fit(request, answer_prompt)
         if not self._eval_prompt(prompt, cancel):
             return
         started = time.perf_counter()
