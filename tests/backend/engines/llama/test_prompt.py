@@ -51,7 +51,7 @@ def test_tools_calls_and_results_have_their_own_lines() -> None:
         '- get_weather: Current weather. Arguments (JSON Schema): {"type": "object", '
         '"properties": {"city": {"type": "string"}}}'
         "\n\nUser: Weather in Paris?"
-        '\nAssistant calls get_weather with arguments: {"city":"X"}'
+        '\nAssistant calls get_weather with arguments: {"city":"Paris"}'
         "\nTool result (get_weather): 18 °C, sunny"
         "\nAssistant: It is 18 °C."
         "\n\nUser: And in Rome?"
