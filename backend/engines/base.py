@@ -26,9 +26,15 @@ ToolChoiceMode = Literal["none", "auto", "required"]
 @dataclass(frozen=True, slots=True)
 class ContentPart:
     """A non-text content part (image, audio, file), kept as the client sent it
-    in OpenAI Chat Completions shape, so an upstream gets it unchanged."""
+    in OpenAI Chat Completions shape, so an upstream gets it unchanged.
 
-    type: str  # "image_url" | "input_audio" | "file"
+    ``data`` is the object under the part's type key (``{"url": …}`` for
+    ``image_url``) or the whole part (``{"type": "image_url", "image_url": …}``);
+    the openai engine sends either as the part. When a message's ``parts`` also
+    hold its text parts (``type="text"``), they are the whole content in order.
+    """
+
+    type: str  # "image_url" | "input_audio" | "file" (| "text", see above)
     data: Mapping[str, Any]
 
 

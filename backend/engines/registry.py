@@ -1,5 +1,8 @@
 """Chooses and builds the engines named by the settings; maps model ids to engines.
 
+The only module that reads ``Settings`` for engines: each engine is built
+from explicit arguments.
+
 The simulated engine is always served next to the primary one: it costs
 nothing, and it gives the UI's Compare tab and the tests a second model.
 """
@@ -51,15 +54,29 @@ class EngineSet:
 async def _load_llama(settings: Settings) -> Engine:
     from backend.engines.llama import load_llama_engine  # optional extra: import lazily
 
-    return await asyncio.to_thread(load_llama_engine, settings)
+    return await asyncio.to_thread(
+        load_llama_engine,
+        model_path=settings.llama_model_path,
+        n_ctx=settings.llama_n_ctx,
+        threads=settings.llama_threads,
+        model_id=settings.model,
+    )
 
 
 async def _openai(settings: Settings, http_client: httpx.AsyncClient) -> Engine:
-    from backend.engines.openai_upstream import OpenAIUpstreamEngine
+    from backend.engines.openai import OpenAIUpstreamEngine
 
     if not settings.upstream_url:
         raise ValueError("SSECHAT_ENGINE=openai needs SSECHAT_UPSTREAM_URL")
-    engine = OpenAIUpstreamEngine(settings, http_client)
+    engine = OpenAIUpstreamEngine(
+        http_client,
+        base_url=settings.upstream_url,
+        api_key=settings.upstream_api_key,
+        include_usage=settings.upstream_stream_options,
+        connect_timeout_s=settings.upstream_connect_timeout_s,
+        read_timeout_s=settings.upstream_read_timeout_s,
+        model=settings.model,
+    )
     try:
         # Serve the upstream's own model ids unless SSECHAT_MODEL pins one.
         await engine.refresh_models()

@@ -323,6 +323,36 @@ class FaultyUpstream:
             await asyncio.sleep(self.trickle_delay_s)
         await ex.end()
 
+    async def _script(self, ex: _Exchange) -> None:
+        """Replays the chunks listed in the request's ``x_script`` field (unknown to
+        ssechat, so the engine passes it on). Each item is a choice (``delta``,
+        ``finish_reason``, ``logprobs``) or ``{"usage": …}``, sent ``repeat`` times
+        (default once); ``[DONE]`` follows. JSON is ASCII-escaped, so a script can
+        hold lone surrogate halves."""
+        await ex.start()
+        for item in ex.record.body.get("x_script", []):
+            for _ in range(item.get("repeat", 1)):
+                if ex.gone:
+                    return
+                obj: dict[str, Any] = {
+                    "id": "chatcmpl-upstream",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": "upstream-model",
+                    "choices": [],
+                }
+                if "usage" in item:
+                    obj["usage"] = item["usage"]
+                else:
+                    choice = {"index": 0, "delta": item.get("delta", {})}
+                    choice["finish_reason"] = item.get("finish_reason")
+                    if "logprobs" in item:
+                        choice["logprobs"] = item["logprobs"]
+                    obj["choices"] = [choice]
+                await ex.write("data: " + json.dumps(obj) + "\n\n")
+                await asyncio.sleep(0)  # let the disconnect watcher run
+        await ex.end("data: [DONE]\n\n")
+
     async def _slow(self, ex: _Exchange) -> None:
         """Endless tokens until the client leaves (bounded at 30 s)."""
         await ex.start()

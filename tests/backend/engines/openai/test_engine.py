@@ -1,8 +1,9 @@
-"""The ``openai`` engine against a real upstream on a real socket.
+"""The ``openai`` engine against a real upstream on a real socket: text, request
+shape, faults, cancellation, models.
 
 One ``FaultyUpstream`` (tests/backend/engines/upstream_faults.py) runs under
-uvicorn for the whole module; each test picks its scenario through the URL.
-Short timeouts keep the stall and trickle cases fast.
+uvicorn for the whole package (conftest.py); each test picks its scenario
+through the URL. Short timeouts keep the stall and trickle cases fast.
 """
 
 from __future__ import annotations
@@ -10,86 +11,27 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from backend.config import Settings
-from backend.engines.base import ChatMessage, GenerationRequest, TokenDelta, Usage
-from backend.engines.openai_upstream import (
+from backend.engines.base import TokenDelta, Usage
+from backend.engines.openai import (
     DEFAULT_MODEL,
     OpenAIUpstreamEngine,
     UpstreamError,
     estimate_prompt_tokens,
 )
 from backend.engines.simulated import DEFAULT_MODEL as SIMULATED_MODEL
-from tests.backend.engines.upstream_faults import (
-    ANSWER,
-    API_KEY,
-    PIECES,
-    USAGE,
-    FaultyUpstream,
-    RecordedRequest,
+from tests.backend.engines.openai.helpers import (
+    REQUEST,
+    Upstream,
+    make_engine,
+    wait_disconnected,
 )
-from tests.servers import free_port, run_backend_process, serve_app
-
-READ_TIMEOUT_S = 0.5
-REQUEST = GenerationRequest(
-    messages=(ChatMessage("system", "Be brief."), ChatMessage("user", "Say hello, please.")),
-    model="upstream-model",
-    max_tokens=32,
-    temperature=0.5,
-    top_p=0.9,
-    seed=7,
-    stop=("\n\nUser:",),
-)
-
-
-@dataclass
-class Upstream:
-    app: FaultyUpstream
-    base_url: str
-
-    def url(self, scenario: str) -> str:
-        return f"{self.base_url}/{scenario}/v1"
-
-    def last(self) -> RecordedRequest:
-        return self.app.last()
-
-
-@pytest.fixture(scope="module")
-def upstream_server() -> Iterator[Upstream]:
-    app = FaultyUpstream(trickle_delay_s=0.02)
-    with serve_app(app, lifespan="off") as base_url:
-        yield Upstream(app, base_url)
-
-
-@pytest.fixture
-def upstream(upstream_server: Upstream) -> Upstream:
-    upstream_server.app.clear()
-    return upstream_server
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as http:
-        yield http
-
-
-def make_engine(client: httpx.AsyncClient, url: str, **settings: Any) -> OpenAIUpstreamEngine:
-    options: dict[str, Any] = {
-        "upstream_url": url,
-        "upstream_api_key": None,
-        "upstream_stream_options": True,
-        "upstream_connect_timeout_s": 2.0,
-        "upstream_read_timeout_s": READ_TIMEOUT_S,
-        "model": "upstream-model",
-    }
-    options.update(settings)
-    return OpenAIUpstreamEngine(Settings(**options), client)
+from tests.backend.engines.upstream_faults import ANSWER, API_KEY, PIECES, USAGE
+from tests.servers import free_port, run_backend_process
 
 
 async def collect(engine: OpenAIUpstreamEngine) -> list[TokenDelta]:
@@ -107,10 +49,6 @@ async def collect_until_error(engine: OpenAIUpstreamEngine) -> tuple[str, Upstre
     with pytest.raises(UpstreamError) as info:
         await drain()
     return "".join(texts), info.value
-
-
-async def wait_disconnected(record: RecordedRequest, timeout_s: float = 5.0) -> bool:
-    return await asyncio.to_thread(record.disconnected.wait, timeout_s)
 
 
 # --- happy path and request shape -----------------------------------------------------
@@ -155,7 +93,7 @@ async def test_stream_options_off_is_not_sent_and_usage_is_estimated(
     upstream: Upstream, client: httpx.AsyncClient
 ) -> None:
     # "strict" answers 400 to a request that carries stream_options.
-    engine = make_engine(client, upstream.url("strict"), upstream_stream_options=False)
+    engine = make_engine(client, upstream.url("strict"), include_usage=False)
     deltas = await collect(engine)
 
     assert "stream_options" not in upstream.last().body
@@ -177,7 +115,7 @@ async def test_stream_options_on_reaches_a_strict_upstream(
 async def test_api_key_is_sent_as_bearer_token(
     upstream: Upstream, client: httpx.AsyncClient
 ) -> None:
-    deltas = await collect(make_engine(client, upstream.url("auth"), upstream_api_key=API_KEY))
+    deltas = await collect(make_engine(client, upstream.url("auth"), api_key=API_KEY))
 
     assert upstream.last().headers["authorization"] == f"Bearer {API_KEY}"
     assert "".join(d.text for d in deltas) == ANSWER
@@ -264,7 +202,7 @@ async def test_wrong_api_key_never_appears_in_error_or_logs(
 ) -> None:
     wrong_key = "sk-wrong-key-do-not-leak-4242"
     caplog.set_level(logging.DEBUG)
-    engine = make_engine(client, upstream.url("auth"), upstream_api_key=wrong_key)
+    engine = make_engine(client, upstream.url("auth"), api_key=wrong_key)
     _, error = await collect_until_error(engine)
 
     # The upstream did echo it back: the engine had something to scrub.
@@ -410,7 +348,7 @@ async def test_models_default_and_pinned(client: httpx.AsyncClient) -> None:
 async def test_refresh_models_adopts_the_upstream_list_unless_pinned(
     upstream: Upstream, client: httpx.AsyncClient
 ) -> None:
-    free = make_engine(client, upstream.url("ok"), model=None, upstream_api_key=API_KEY)
+    free = make_engine(client, upstream.url("ok"), model=None, api_key=API_KEY)
     assert await free.fetch_models() == ("m-one", "m-two")
     assert await free.refresh_models() == ("m-one", "m-two")
     assert free.models == ("m-one", "m-two")
@@ -429,7 +367,7 @@ async def test_fetch_models_from_unreachable_upstream(client: httpx.AsyncClient)
 
 def test_engine_requires_an_upstream_url() -> None:
     with pytest.raises(ValueError, match="SSECHAT_UPSTREAM_URL"):
-        OpenAIUpstreamEngine(Settings(upstream_url=None), httpx.AsyncClient())
+        OpenAIUpstreamEngine(httpx.AsyncClient(), base_url="")
 
 
 # --- end to end: a second ssechat backend as the upstream -----------------------------
