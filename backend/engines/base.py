@@ -25,10 +25,11 @@ ToolChoiceMode = Literal["none", "auto", "required"]
 # -- requests ---------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ContentPart:
-    """A non-text content part (image, audio, file), kept as the client sent it
-    in OpenAI Chat Completions shape, so an upstream gets it unchanged."""
+    """One content part, kept whole as the client sent it in OpenAI Chat
+    Completions shape (``data`` is the part object, ``type`` included), so an
+    upstream gets it unchanged."""
 
-    type: str  # "image_url" | "input_audio" | "file"
+    type: str  # "text" | "image_url" | "input_audio" | "file"
     data: Mapping[str, Any]
 
 
@@ -43,12 +44,23 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
+    """One message. ``content`` is always its text (text parts joined), for
+    engines that read text only. ``parts`` is empty for a message of plain
+    text; when the client sent anything more (an image, audio or file part, or
+    a text part with fields beyond its text), it holds every part in order,
+    text parts included, so an upstream gets the content as sent."""
+
     role: Role
-    content: str  # the text of the message (text parts joined)
-    parts: tuple[ContentPart, ...] = ()  # non-text parts; empty for text-only messages
+    content: str
+    parts: tuple[ContentPart, ...] = ()
     tool_calls: tuple[ToolCall, ...] = ()  # assistant messages
     tool_call_id: str | None = None  # tool messages
     name: str | None = None
+    # An assistant turn's reasoning, sent back by the client (``reasoning_content``
+    # or ``reasoning``): models with interleaved thinking read it; others may ignore it.
+    reasoning: str = ""
+    # Message fields ssechat does not model, for an upstream that understands them.
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +79,7 @@ class ResponseFormat:
     name: str | None = None
     schema: Mapping[str, Any] | None = None
     strict: bool | None = None
+    description: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +216,8 @@ def asked_for(request: GenerationRequest) -> list[str]:
     if request.logprobs:
         asked.append("logprobs")
     asked.extend(sorted(request.extra))
+    for index, message in enumerate(request.messages):
+        asked.extend(f"messages[{index}].{name}" for name in sorted(message.extra))
     return asked
 
 

@@ -1,0 +1,107 @@
+"""When the simulated engine calls a tool, and with which arguments.
+
+The rule, deterministic and documented (docs/DESIGN.md):
+
+- ``tool_choice: "none"``, or no tools: no call.
+- ``tool_choice`` naming a tool: that tool.
+- Otherwise only a conversation whose last message is the user's asks for a
+  call (after a tool result the model answers in text, unless forced). The
+  tools it "applies" are those the user's message names (the tool's name,
+  or the name with ``_``/``-`` read as spaces, as whole words, any case); a
+  message that asks to "use"/"call"/"invoke" a tool without naming one
+  applies the first tool.
+- ``"required"``: the tools that apply, or the first tool if none does;
+  ``"auto"`` (or unset): the tools that apply, possibly none.
+- Several tools apply: one call each, in the order the tools were defined,
+  unless ``parallel_tool_calls`` is false (then the first only).
+
+Arguments are a JSON value valid against the tool's ``parameters``
+(``values.value_for``), written compactly and streamed in word-sized
+pieces; the call id is ``call_`` + 24 letters and digits. Both come from a
+generator seeded with the request (messages, seed) and the call's position,
+so the same request always gets the same calls.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import string
+from dataclasses import dataclass
+
+from backend.engines.base import GenerationRequest, ToolSpec
+from backend.engines.simulated.values import Unsatisfiable, value_for
+from backend.engines.simulated.words import request_seed, text_pieces
+
+_ASKS_FOR_A_TOOL = re.compile(r"\b(?:use|call|invoke)\b[^.?!\n]{0,40}?\btools?\b", re.IGNORECASE)
+_ID_CHARACTERS = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedCall:
+    index: int
+    id: str
+    name: str
+    arguments: str
+
+    @property
+    def pieces(self) -> list[str]:
+        return text_pieces(self.arguments)
+
+
+class PlanError(ValueError):
+    """A part of the answer the engine cannot write; ``param`` names the field."""
+
+    def __init__(self, param: str, why: str) -> None:
+        super().__init__(why)
+        self.param = param
+        self.why = why
+
+
+def _named(tool: ToolSpec, text: str) -> bool:
+    names = {tool.name, re.sub(r"[_-]+", " ", tool.name)}
+    return any(re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE) for name in names)
+
+
+def chosen_tools(request: GenerationRequest) -> list[ToolSpec]:
+    """The tools this request's answer calls, in order (empty: answer in text)."""
+    choice = request.tool_choice
+    if not request.tools or choice == "none":
+        return []
+    if choice not in (None, "auto", "required"):
+        return [tool for tool in request.tools if tool.name == choice][:1]
+    last = request.messages[-1] if request.messages else None
+    applies: list[ToolSpec] = []
+    if last is not None and last.role == "user":
+        applies = [tool for tool in request.tools if _named(tool, last.content)]
+        if not applies and _ASKS_FOR_A_TOOL.search(last.content):
+            applies = [request.tools[0]]
+    if not applies and choice == "required":
+        applies = [request.tools[0]]
+    if request.parallel_tool_calls is False:
+        return applies[:1]
+    return applies
+
+
+def planned_calls(request: GenerationRequest) -> list[PlannedCall]:
+    """The calls with their ids and arguments. Raises ``PlanError`` for a tool whose
+    parameters no value satisfies."""
+    calls = []
+    seed = request_seed(request)
+    positions = {tool.name: index for index, tool in enumerate(request.tools)}
+    for index, tool in enumerate(chosen_tools(request)):
+        rng = random.Random(f"{seed}/call/{index}/{tool.name}")
+        call_id = "call_" + "".join(rng.choice(_ID_CHARACTERS) for _ in range(24))
+        # Arguments are an object: a schema that does not say so (or is empty) means one.
+        schema = {"type": "object", **tool.parameters}
+        try:
+            arguments = value_for(schema, rng)
+        except Unsatisfiable as error:
+            raise PlanError(
+                f"tools[{positions[tool.name]}].function.parameters",
+                f"it cannot write arguments that satisfy this schema ({error})",
+            ) from None
+        text = json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
+        calls.append(PlannedCall(index, call_id, tool.name, text))
+    return calls
