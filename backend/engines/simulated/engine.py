@@ -104,16 +104,21 @@ def _conclusion(plan: Plan, request: GenerationRequest) -> str:
     return "I can answer now."
 
 
+def asks_for_a_refusal(request: GenerationRequest) -> bool:
+    last = request.messages[-1] if request.messages else None
+    return (
+        last is not None
+        and last.role == "user"
+        and _ASKS_FOR_A_REFUSAL.search(last.content) is not None
+    )
+
+
 def plan_answer(request: GenerationRequest, *, reasoning: bool, fill: bool) -> Plan:
     """Raises ``PlanError`` for a schema no value satisfies."""
     plan = Plan(calls=planned_calls(request))
-    last = request.messages[-1] if request.messages else None
-    asks_for_a_refusal = (
-        last is not None and last.role == "user" and _ASKS_FOR_A_REFUSAL.search(last.content)
-    )
     if plan.calls:
         pass  # the calls are the answer
-    elif asks_for_a_refusal:
+    elif asks_for_a_refusal(request):
         plan.refusal = split_words(REFUSAL)
     else:
         json_text = _json_answer(request)
@@ -175,7 +180,8 @@ class SimulatedEngine:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
         reasoning_model = request.model == self._reasoning_model
-        if not (reasoning_model or request.tools or request.response_format):
+        plain = not (reasoning_model or request.tools or request.response_format)
+        if plain and not asks_for_a_refusal(request):
             tokens = simulated_tokens(request, request.max_tokens if self._fill_max_tokens else 0)
             plan = Plan(content=tokens)
         else:

@@ -14,7 +14,7 @@ import random
 from backend.engines.base import GenerationRequest
 from backend.engines.simulated.words import OBJECTS, SUBJECTS, VERBS, request_seed, split_words
 
-# Reasoning tokens aimed at per effort (the last sentence may run past it).
+# Reasoning tokens per effort, at most (whole sentences, so often a few fewer).
 EFFORT_TOKENS = {
     "none": 0,
     "minimal": 12,
@@ -45,27 +45,34 @@ def reasoning_budget(request: GenerationRequest) -> int:
 
 
 def reasoning_tokens(request: GenerationRequest, conclusion: str) -> list[str]:
-    """About ``reasoning_budget`` tokens ending with ``conclusion``; none for effort "none"."""
+    """At most ``reasoning_budget`` tokens (whole sentences) ending with ``conclusion``
+    (which alone may pass a tiny budget); none for effort "none"."""
     budget = reasoning_budget(request)
     if budget <= 0:
         return []
     rng = random.Random(f"{request_seed(request)}/reasoning")
-    question = next(
-        (m.content for m in reversed(request.messages) if m.role in ("user", "tool")), ""
-    )
-    words = question.split()
+    last = next((m for m in reversed(request.messages) if m.role in ("user", "tool")), None)
+    words = last.content.split() if last is not None else []
     quoted = " ".join(words[:_QUOTED_WORDS]) + (" …" if len(words) > _QUOTED_WORDS else "")
-    opener = f"The user asks: “{quoted}”." if quoted else "There is no question yet."
+    who = "The tool returned" if last is not None and last.role == "tool" else "The user asks"
+    opener = f"{who}: “{quoted}”." if quoted else "There is no question yet."
     tokens = split_words(opener)
-    closing = split_words(" " + conclusion)
+    closing = split_words(conclusion)
     if len(tokens) + len(closing) > budget:  # too little effort for more than the conclusion
-        tokens, closing = [], split_words(conclusion)
-    while len(tokens) + len(closing) < budget:
+        tokens = []
+    else:
+        closing[0] = " " + closing[0]
+    while True:
         thought = rng.choice(_THOUGHTS).format(
             subject=rng.choice(SUBJECTS), verb=rng.choice(VERBS), object=rng.choice(OBJECTS)
         )
         words = split_words(thought[0].upper() + thought[1:])
-        words[0] = ("\n\n" if rng.random() < 0.25 else " ") + words[0]
+        if len(tokens) + len(words) + len(closing) > budget:
+            break
+        if tokens:
+            words[0] = ("\n\n" if rng.random() < 0.25 else " ") + words[0]
+        elif closing[0][0] != " ":
+            closing[0] = " " + closing[0]
         tokens.extend(words)
     everything = [*tokens, *closing]
     if request.reasoning_budget_tokens is not None:  # a hard cap, unlike an effort

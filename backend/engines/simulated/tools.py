@@ -6,8 +6,9 @@ The rule, deterministic and documented (docs/DESIGN.md):
 - ``tool_choice`` naming a tool: that tool.
 - Otherwise only a conversation whose last message is the user's asks for a
   call (after a tool result the model answers in text, unless forced). The
-  tools it "applies" are those the user's message names (the tool's name,
-  or the name with ``_``/``-`` read as spaces, as whole words, any case); a
+  tools it "applies" are those the user's message names (the tool's name as
+  whole words, any case, ``_``, ``-`` and spaces alike: ``get_weather``,
+  ``get weather`` and ``Get-Weather`` all name ``get_weather``); a
   message that asks to "use"/"call"/"invoke" a tool without naming one
   applies the first tool.
 - ``"required"``: the tools that apply, or the first tool if none does;
@@ -59,9 +60,13 @@ class PlanError(ValueError):
         self.why = why
 
 
+def _words(text: str) -> str:
+    return re.sub(r"[_\-\s]+", " ", text).lower()
+
+
 def _named(tool: ToolSpec, text: str) -> bool:
-    names = {tool.name, re.sub(r"[_-]+", " ", tool.name)}
-    return any(re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE) for name in names)
+    """The message names the tool: its name as whole words, ``_``, ``-`` and spaces alike."""
+    return re.search(rf"(?<!\w){re.escape(_words(tool.name))}(?!\w)", _words(text)) is not None
 
 
 def chosen_tools(request: GenerationRequest) -> list[ToolSpec]:

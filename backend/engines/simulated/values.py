@@ -114,6 +114,8 @@ class _Generator:
             return "array"
         if any(key in schema for key in ("minimum", "maximum", "multipleOf")):
             return "number"
+        if "not" in schema:  # what is excluded may be a string: vary the type between draws
+            return self._rng.choice(("string", "integer", "boolean", "null", "object", "array"))
         return "string"
 
     def _resolve(self, ref: Any) -> Any:
