@@ -142,7 +142,9 @@ class ToolCallDelta:
     type: Literal["function"] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per token, and a frozen dataclass sets each of its
+# fields through object.__setattr__, several times the cost. Treat it as immutable.
+@dataclass(slots=True)
 class TokenDelta:
     """A piece of what the model produced; the last delta carries ``finish_reason``.
 

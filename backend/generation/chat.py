@@ -212,7 +212,10 @@ class ChatCompletionGeneration:
                 if text and not (
                     delta.reasoning or delta.tool_calls or delta.refusal or delta.logprobs
                 ):
-                    self._first_token()
+                    # The hot path (plain content), inline: no call beyond the escape.
+                    if self.completion_tokens == 0 and self._on_first_token is not None:
+                        self._on_first_token(time.perf_counter() - self._started)
+                    self.completion_tokens += 1
                     yield Fragment(_CONTENT, escape(text))
                 elif text or delta.reasoning or delta.tool_calls or delta.refusal:
                     self._first_token()

@@ -99,10 +99,6 @@ def build_request(
             code="invalid_value",
             param=params.stop,
         )
-    request = GenerationRequest(
-        messages=tuple(messages), model=model or "", max_tokens=tokens, stop=tuple(stop), **fields
-    )
-    check_request(request, params)
     try:
         model_id, engine = engines.resolve(model)
     except UnknownModel:
@@ -112,7 +108,10 @@ def build_request(
             code="model_not_found",
             param="model",
         ) from None
-    request = dataclasses.replace(request, model=model_id)
+    request = GenerationRequest(
+        messages=tuple(messages), model=model_id, max_tokens=tokens, stop=tuple(stop), **fields
+    )
+    check_request(request, params)
     try:
         engine.check(request)
     except EngineError as error:

@@ -204,6 +204,7 @@ class SimulatedEngine:
             yield delta
         reasoning_count = min(len(plan.reasoning), count)
         matcher = StopMatcher(request.stop)
+        matching = matcher.active
         if finish != "length":
             for token in plan.content:
                 if count >= budget:
@@ -216,7 +217,7 @@ class SimulatedEngine:
                 elif count % 64 == 63:
                     await asyncio.sleep(0)  # let cancellation and other streams in
                 count += 1
-                text = matcher.feed(token) if matcher.active else token
+                text = matcher.feed(token) if matching else token
                 if text:
                     yield TokenDelta(text)
                 if matcher.stopped:
