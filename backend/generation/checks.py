@@ -11,35 +11,14 @@ dialect spells it (``ParamNames``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from jsonschema.exceptions import SchemaError
-from jsonschema.validators import Draft202012Validator, validator_for
-
 from backend.engines.base import GenerationRequest
+from backend.engines.json_schema import schema_problem
 from backend.errors import APIError
 from backend.generation.params import CHAT_PARAMS, ParamNames
 
 
 def invalid(message: str, param: str, code: str = "invalid_value") -> APIError:
     return APIError(400, message, code=code, param=param)
-
-
-def schema_problem(schema: Any) -> str | None:
-    """Why ``schema`` is not a JSON Schema (None when it is one), checked against
-    its own ``$schema`` dialect, Draft 2020-12 by default."""
-    if isinstance(schema, bool):
-        return None
-    if not isinstance(schema, Mapping):
-        return "it must be an object"
-    validator = validator_for(schema, default=Draft202012Validator)
-    try:
-        validator.check_schema(dict(schema))
-    except SchemaError as error:
-        where = "/".join(str(part) for part in error.path)
-        return f"{error.message}" + (f" (at '{where}')" if where else "")
-    return None
 
 
 def check_request(request: GenerationRequest, params: ParamNames = CHAT_PARAMS) -> None:

@@ -23,7 +23,7 @@ import json
 import random
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 from backend.engines.base import (
@@ -37,8 +37,8 @@ from backend.engines.base import (
     unsupported,
 )
 from backend.engines.simulated.reasoning import reasoning_tokens
-from backend.engines.simulated.tools import PlanError, PlannedCall, planned_calls
-from backend.engines.simulated.values import Unsatisfiable, value_for
+from backend.engines.simulated.tools import PlanError, PlannedCall, check_calls, planned_calls
+from backend.engines.simulated.values import Unsatisfiable, unsatisfiable, value_for
 from backend.engines.simulated.words import (
     answer_text,
     count_prompt_tokens,
@@ -54,11 +54,12 @@ REASONING_MODEL = "ssechat-simulated-reasoning"
 
 # The request fields beyond plain text this engine honours (asked_for's names);
 # reasoning ones on the reasoning model only, non-text content parts never.
-_SUPPORTED = frozenset(
-    {"tools", "tool_choice", "response_format", "messages.content", "reasoning_effort"}
-)
 _REASONING_ONLY = ("reasoning_effort", "reasoning_budget_tokens")
+_SUPPORTED = frozenset({"tools", "tool_choice", "response_format", "messages.content"}).union(
+    _REASONING_ONLY
+)
 _TEXT_PARTS = ("text", "refusal")
+_RESPONSE_SCHEMA = "response_format.json_schema.schema"
 _ASKS_FOR_A_REFUSAL = re.compile(r"\brefuse to answer\b", re.IGNORECASE)
 REFUSAL = "I'm sorry, but I can't help with that."
 
@@ -84,7 +85,7 @@ def _json_answer(request: GenerationRequest) -> str | None:
             value = value_for(form.schema, random.Random(f"{request_seed(request)}/json"))
         except Unsatisfiable as error:
             raise PlanError(
-                "response_format.json_schema.schema",
+                _RESPONSE_SCHEMA,
                 f"it cannot write an answer that satisfies this schema ({error})",
             ) from None
     else:
@@ -116,16 +117,15 @@ def asks_for_a_refusal(request: GenerationRequest) -> bool:
 def plan_answer(request: GenerationRequest, *, reasoning: bool, fill: bool) -> Plan:
     """Raises ``PlanError`` for a schema no value satisfies."""
     plan = Plan(calls=planned_calls(request))
-    if plan.calls:
-        pass  # the calls are the answer
-    elif asks_for_a_refusal(request):
-        plan.refusal = split_words(REFUSAL)
-    else:
-        json_text = _json_answer(request)
-        if json_text is not None:
-            plan.content = text_pieces(json_text)
+    if not plan.calls:  # tool calls are the whole answer; else a refusal, JSON or text
+        if asks_for_a_refusal(request):
+            plan.refusal = split_words(REFUSAL)
         else:
-            plan.content = simulated_tokens(request, request.max_tokens if fill else 0)
+            json_text = _json_answer(request)
+            if json_text is not None:
+                plan.content = text_pieces(json_text)
+            else:
+                plan.content = simulated_tokens(request, request.max_tokens if fill else 0)
     if reasoning:
         plan.reasoning = reasoning_tokens(request, _conclusion(plan, request))
     return plan
@@ -154,7 +154,7 @@ class SimulatedEngine:
         return (self._model, self._reasoning_model)
 
     def check(self, request: GenerationRequest) -> None:
-        refuse_unsupported(request, self.name, _SUPPORTED | frozenset(_REASONING_ONLY))
+        refuse_unsupported(request, self.name, _SUPPORTED)
         if request.model != self._reasoning_model:
             for param in _REASONING_ONLY:
                 if getattr(request, param) is not None:
@@ -172,11 +172,19 @@ class SimulatedEngine:
                         self.name,
                         f"it reads text only, not '{part.type}' parts",
                     )
-        if request.tools or request.response_format is not None:
-            try:
-                plan_answer(request, reasoning=False, fill=False)
-            except PlanError as error:
-                raise unsupported(error.param, self.name, error.why) from None
+        try:
+            check_calls(request)
+        except PlanError as error:
+            raise unsupported(error.param, self.name, error.why) from None
+        form = request.response_format
+        if form is not None and form.type == "json_schema" and form.schema is not None:
+            problem = unsatisfiable(form.schema)
+            if problem is not None:
+                raise unsupported(
+                    _RESPONSE_SCHEMA,
+                    self.name,
+                    f"it cannot write an answer that satisfies this schema ({problem})",
+                )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
         reasoning_model = request.model == self._reasoning_model
@@ -231,22 +239,16 @@ class SimulatedEngine:
         yield TokenDelta(tail, finish_reason=finish, usage=usage)
 
     @staticmethod
-    def _deltas_before_content(plan: Plan) -> list[TokenDelta]:
-        deltas = [TokenDelta(reasoning=piece) for piece in plan.reasoning]
+    def _deltas_before_content(plan: Plan) -> Iterator[TokenDelta]:
+        for piece in plan.reasoning:
+            yield TokenDelta(reasoning=piece)
         for call in plan.calls:
-            deltas.append(
-                TokenDelta(
-                    tool_calls=(
-                        ToolCallDelta(call.index, id=call.id, name=call.name, type="function"),
-                    )
-                )
-            )
-            deltas.extend(
-                TokenDelta(tool_calls=(ToolCallDelta(call.index, arguments=piece),))
-                for piece in call.pieces
-            )
-        deltas.extend(TokenDelta(refusal=piece) for piece in plan.refusal)
-        return deltas
+            first = ToolCallDelta(call.index, id=call.id, name=call.name, type="function")
+            yield TokenDelta(tool_calls=(first,))
+            for piece in call.pieces:
+                yield TokenDelta(tool_calls=(ToolCallDelta(call.index, arguments=piece),))
+        for piece in plan.refusal:
+            yield TokenDelta(refusal=piece)
 
     @staticmethod
     async def _pace(start: float, count: int, interval: float) -> None:

@@ -30,9 +30,10 @@ import random
 import re
 import string
 from dataclasses import dataclass
+from typing import Any
 
 from backend.engines.base import GenerationRequest, ToolSpec
-from backend.engines.simulated.values import Unsatisfiable, value_for
+from backend.engines.simulated.values import Unsatisfiable, unsatisfiable, value_for
 from backend.engines.simulated.words import request_seed, text_pieces
 
 _ASKS_FOR_A_TOOL = re.compile(r"\b(?:use|call|invoke)\b[^.?!\n]{0,40}?\btools?\b", re.IGNORECASE)
@@ -89,22 +90,41 @@ def chosen_tools(request: GenerationRequest) -> list[ToolSpec]:
     return applies
 
 
+def _arguments_schema(tool: ToolSpec) -> dict[str, Any]:
+    # Arguments are an object: a schema that does not say so (or is empty) means one.
+    return {"type": "object", **tool.parameters}
+
+
+def _parameters_param(request: GenerationRequest, tool: ToolSpec) -> str:
+    position = next(i for i, known in enumerate(request.tools) if known.name == tool.name)
+    return f"tools[{position}].function.parameters"
+
+
+def check_calls(request: GenerationRequest) -> None:
+    """Raise ``PlanError`` if a tool this request calls has parameters no value
+    satisfies (one trial draw per schema, kept: cheap on every later turn)."""
+    for tool in chosen_tools(request):
+        problem = unsatisfiable(_arguments_schema(tool))
+        if problem is not None:
+            raise PlanError(
+                _parameters_param(request, tool),
+                f"it cannot write arguments that satisfy this schema ({problem})",
+            )
+
+
 def planned_calls(request: GenerationRequest) -> list[PlannedCall]:
     """The calls with their ids and arguments. Raises ``PlanError`` for a tool whose
     parameters no value satisfies."""
     calls = []
     seed = request_seed(request)
-    positions = {tool.name: index for index, tool in enumerate(request.tools)}
     for index, tool in enumerate(chosen_tools(request)):
         rng = random.Random(f"{seed}/call/{index}/{tool.name}")
         call_id = "call_" + "".join(rng.choice(_ID_CHARACTERS) for _ in range(24))
-        # Arguments are an object: a schema that does not say so (or is empty) means one.
-        schema = {"type": "object", **tool.parameters}
         try:
-            arguments = value_for(schema, rng)
+            arguments = value_for(_arguments_schema(tool), rng)
         except Unsatisfiable as error:
             raise PlanError(
-                f"tools[{positions[tool.name]}].function.parameters",
+                _parameters_param(request, tool),
                 f"it cannot write arguments that satisfy this schema ({error})",
             ) from None
         text = json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))

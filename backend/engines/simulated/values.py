@@ -16,15 +16,15 @@ writing arguments that would not validate.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import string
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
-from jsonschema.exceptions import SchemaError
-from jsonschema.validators import Draft202012Validator, validator_for
-
+from backend.engines.json_schema import InvalidSchema, schema_key, validator
 from backend.engines.simulated.patterns import PatternError, string_matching
 
 _DRAWS = 24  # attempts before a schema is declared unsatisfiable
@@ -63,6 +63,7 @@ class _Generator:
     def __init__(self, root: Mapping[str, Any] | bool, rng: random.Random) -> None:
         self._root = root
         self._rng = rng
+        self._hints: dict[str, tuple[str, ...]] = {}  # property name -> the strings it suggests
 
     def value(self, schema: Any, name: str = "", depth: int = 0) -> Any:
         if schema is True or schema == {}:
@@ -203,7 +204,8 @@ class _Generator:
             except PatternError as error:
                 raise Unsatisfiable(f"pattern {pattern!r}: {error}") from None
         else:
-            text = self._formatted(schema.get("format")) or self._plain(name)
+            form = schema.get("format")
+            text = (self._formatted(form) if form is not None else None) or self._plain(name)
         low = int(schema.get("minLength") or 0)
         high = schema.get("maxLength")
         while len(text) < low:
@@ -213,33 +215,39 @@ class _Generator:
         return text
 
     def _plain(self, name: str) -> str:
-        lowered = name.lower()
-        for keys, values in _HINTS:
-            if any(key in lowered for key in keys):
-                return self._rng.choice(values)
+        hinted = self._hints.get(name)
+        if hinted is None:
+            lowered = name.lower()
+            hinted = next((v for keys, v in _HINTS if any(k in lowered for k in keys)), _WORDS)
+            self._hints[name] = hinted
+        if hinted is not _WORDS:
+            return self._rng.choice(hinted)
         return " ".join(self._rng.choice(_WORDS) for _ in range(self._rng.randint(1, 3)))
 
     def _formatted(self, form: Any) -> str | None:
+        """A string of a common ``format``; None for no format or another one."""
         rng = self._rng
-        day = f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-        clock = f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}"
-        formats = {
-            "date-time": f"{day}T{clock}Z",
-            "date": day,
-            "time": f"{clock}Z",
-            "email": f"{rng.choice(('ada', 'grace', 'ken'))}@example.com",
-            "uri": f"https://example.com/{rng.choice(_WORDS[:6])}",
-            "url": f"https://example.com/{rng.choice(_WORDS[:6])}",
-            "hostname": f"{rng.choice(_WORDS[:6])}.example.com",
-            "ipv4": f"192.0.2.{rng.randint(1, 254)}",
-            "ipv6": f"2001:db8::{rng.randint(1, 0xFFFF):x}",
-            "uuid": "-".join(
-                "".join(rng.choice("0123456789abcdef") for _ in range(size))
-                for size in (8, 4, 4, 4, 12)
-            ),
-            "duration": f"PT{rng.randint(1, 59)}M",
-        }
-        return formats.get(form) if isinstance(form, str) else None
+        if form in ("date-time", "date", "time"):
+            day = f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+            clock = f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}"
+            return {"date-time": f"{day}T{clock}Z", "date": day, "time": f"{clock}Z"}[form]
+        word = _WORDS[rng.randrange(6)]
+        if form == "email":
+            return f"{rng.choice(('ada', 'grace', 'ken'))}@example.com"
+        if form in ("uri", "url"):
+            return f"https://example.com/{word}"
+        if form == "hostname":
+            return f"{word}.example.com"
+        if form == "ipv4":
+            return f"192.0.2.{rng.randint(1, 254)}"
+        if form == "ipv6":
+            return f"2001:db8::{rng.randint(1, 0xFFFF):x}"
+        if form == "uuid":
+            digits = f"{rng.getrandbits(128):032x}"
+            return "-".join((digits[:8], digits[8:12], digits[12:16], digits[16:20], digits[20:]))
+        if form == "duration":
+            return f"PT{rng.randint(1, 59)}M"
+        return None
 
 
 def _bounds(schema: Mapping[str, Any], *, integer: bool) -> tuple[float, float]:
@@ -295,12 +303,10 @@ def _merge(schema: Mapping[str, Any]) -> dict[str, Any]:
 
 def value_for(schema: Any, rng: random.Random) -> Any:
     """A value valid against ``schema``; raises ``Unsatisfiable``."""
-    validator_class = validator_for(schema, default=Draft202012Validator)
     try:
-        validator_class.check_schema(schema)
-    except SchemaError as error:
-        raise Unsatisfiable(f"not a JSON Schema: {error.message}") from None
-    validator = validator_class(schema)
+        checker = validator(schema)
+    except InvalidSchema as error:
+        raise Unsatisfiable(f"not a JSON Schema: {error}") from None
     generator = _Generator(schema, rng)
     problem = "no draw validated"
     for _attempt in range(_DRAWS):
@@ -308,8 +314,24 @@ def value_for(schema: Any, rng: random.Random) -> Any:
             candidate = generator.value(schema)
         except RecursionError:
             raise Unsatisfiable("the schema recurses without end") from None
-        failure = next(iter(validator.iter_errors(candidate)), None)
+        failure = next(iter(checker.iter_errors(candidate)), None)
         if failure is None:
             return candidate
         problem = failure.message
     raise Unsatisfiable(problem)
+
+
+def unsatisfiable(schema: Any) -> str | None:
+    """Why no value for ``schema`` can be drawn (None: values can be), found by one
+    trial draw and kept per schema, so an engine can refuse the schema up front
+    without drawing for every request."""
+    return _trial(schema_key(schema))
+
+
+@lru_cache(maxsize=256)
+def _trial(text: str) -> str | None:
+    try:
+        value_for(json.loads(text), random.Random(0))
+    except Unsatisfiable as error:
+        return str(error)
+    return None
