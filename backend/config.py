@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EngineName = Literal["auto", "simulated", "llama", "openai"]
 HubName = Literal["memory", "redis"]
+# Where Chat Completions puts reasoning text: neither field is in OpenAI's schema.
+ReasoningField = Literal["reasoning_content", "reasoning", "both"]
 
 
 class Settings(BaseSettings):
@@ -87,6 +89,11 @@ class Settings(BaseSettings):
     )
 
     # Wire.
+    reasoning_field: ReasoningField = Field(
+        default="reasoning_content",
+        description="Chat Completions field for reasoning text: reasoning_content (DeepSeek, "
+        "LiteLLM, older vLLM), reasoning (vLLM now, OpenRouter), or both (the text twice).",
+    )
     keepalive_s: float = Field(default=15.0, gt=0)
     retry_ms: int = Field(default=1000, ge=0)
 

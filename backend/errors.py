@@ -13,7 +13,7 @@ so middleware (auth, body limits) answers in the right shape too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
@@ -160,12 +160,29 @@ def error_response(
     )
 
 
+# Labels pydantic puts in an error's location for the branch of a union it
+# tried ("str", "list[Part]", "function-after[…]"): not fields of the request.
+_BRANCH_LABELS = frozenset({"str", "int", "float", "bool", "none", "dict", "list"})
+
+
+def param_path(location: Sequence[int | str]) -> str:
+    """A validation error's location as OpenAI names a field: ``messages[0].content``."""
+    where = ""
+    for part in location:
+        if isinstance(part, int):
+            where += f"[{part}]"
+        elif (part == "body" and not where) or part in _BRANCH_LABELS or "[" in part:
+            continue
+        else:
+            where += f".{part}" if where else part
+    return where
+
+
 def _describe_validation(error: RequestValidationError) -> tuple[str, str | None]:
     problems = []
     first_param: str | None = None
     for item in error.errors():
-        location = [str(part) for part in item.get("loc", ()) if part != "body"]
-        where = ".".join(location)
+        where = param_path(item.get("loc", ()))
         if first_param is None and where:
             first_param = where
         if item.get("type") == "json_invalid":

@@ -10,6 +10,13 @@ The baselines replay the data payloads captured from one of our responses
 (same count, shape and size). Servers run in rounds, each round in a
 different order; ratios are taken within a round, then the median.
 
+Two more rows run ours on other streams of about the same length: a tool call
+(``ours_tools``: the first chunk of the call, then its argument pieces) and
+the reasoning model (``ours_reasoning``: reasoning text, then the answer).
+A ``--variant`` (ours from another tree, e.g. the code before a change) must
+answer the plain request with the very same events (ids and ``created``
+aside), so its row compares the same work.
+
 ``python -m bench.throughput [--rounds 3] [--duration 6] [--connections 32]``
 """
 
@@ -45,9 +52,11 @@ MODEL = "ssechat-simulated"
 MAX_TOKENS = 200
 PROMPT = "Benchmark: explain Server-Sent Events."
 
-SERVERS = ("ours", "raw", "sse_starlette", "fastapi", "flask")
+SERVERS = ("ours", "ours_tools", "ours_reasoning", "raw", "sse_starlette", "fastapi", "flask")
 LABELS = {
     "ours": "ssechat (FastAPI + hub + encoder)",
+    "ours_tools": "ssechat, a tool call (arguments streamed in pieces)",
+    "ours_reasoning": "ssechat, reasoning model (reasoning, then the answer)",
     "raw": "raw Starlette StreamingResponse, pre-built bytes",
     "sse_starlette": "sse-starlette EventSourceResponse",
     "fastapi": "FastAPI built-in fastapi.sse.EventSourceResponse",
@@ -70,14 +79,60 @@ end
 """
 
 
-def request_body(seed: int, *, stream: bool = True) -> dict[str, Any]:
+# A tool whose arguments run to about MAX_TOKENS pieces: a list of short strings.
+_LIST_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "save_notes",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "notes": {
+                    "type": "array",
+                    "items": {"type": "string", "maxLength": 12},
+                    "minItems": 40,
+                    "maxItems": 40,
+                }
+            },
+            "required": ["notes"],
+        },
+    },
+}
+# What each of our rows asks for, beyond the plain request.
+WORKLOADS: dict[str, dict[str, Any]] = {
+    "ours": {},
+    "ours_tools": {"tools": [_LIST_TOOL], "tool_choice": "required"},
+    "ours_reasoning": {"model": "ssechat-simulated-reasoning", "reasoning_effort": "high"},
+}
+
+
+def workload(name: str) -> str:
+    """The workload a server row runs (variants and baselines: the plain one)."""
+    return name if name in WORKLOADS else "ours"
+
+
+def request_body(seed: int, *, stream: bool = True, kind: str = "ours") -> dict[str, Any]:
     return {
         "model": MODEL,
         "messages": [{"role": "user", "content": PROMPT}],
         "stream": stream,
         "max_tokens": MAX_TOKENS,
         "seed": seed,
+        **WORKLOADS[kind],
     }
+
+
+def comparable(data: list[str]) -> list[str]:
+    """Event data without what differs between two runs of one request (id, created)."""
+    out = []
+    for item in data:
+        if item.startswith("{"):
+            value = json.loads(item)
+            value.pop("id", None)
+            value.pop("created", None)
+            item = json.dumps(value, sort_keys=True)
+        out.append(item)
+    return out
 
 
 def post(url: str, body: dict[str, Any], timeout: float = 30.0) -> tuple[dict[str, str], bytes]:
@@ -109,7 +164,7 @@ def server_for(
     python = sys.executable
     env = {"BENCH_PAYLOAD_FILE": str(payload_file)} if payload_file else {}
     variants = variants or {}
-    if name == "ours" or name in variants:
+    if name in WORKLOADS or name in variants:
         ours = [python, "-m", "backend", "--engine", "simulated", "--port", str(port)]
         server = Server(
             name,
@@ -150,15 +205,21 @@ class Reference:
     data: list[str]
 
 
-def capture_reference() -> Reference:
-    """Start ours once: pick the request, record its events for the baselines."""
+def capture_references() -> dict[str, Reference]:
+    """Start ours once: pick the request, record the events of each workload (the
+    plain one is what the baselines replay)."""
+    references = {}
     with server_for("ours", payload_file=None) as server:
-        seed, tokens = longest_seed(server.base_url)
-        _, body = post(server.base_url + PATH, request_body(seed))
-    data = sse_data(body)
-    if data[-1] != "[DONE]":
-        raise RuntimeError("our reference response does not end with [DONE]")
-    return Reference(seed, tokens, len(data), len(body), data)
+        seed, _ = longest_seed(server.base_url)
+        for kind in WORKLOADS:
+            _, whole = post(server.base_url + PATH, request_body(seed, stream=False, kind=kind))
+            tokens = int(json.loads(whole)["usage"]["completion_tokens"])
+            _, body = post(server.base_url + PATH, request_body(seed, kind=kind))
+            data = sse_data(body)
+            if data[-1] != "[DONE]":
+                raise RuntimeError(f"our {kind} response does not end with [DONE]")
+            references[kind] = Reference(seed, tokens, len(data), len(body), data)
+    return references
 
 
 @dataclass
@@ -214,13 +275,15 @@ def measure(
     warmup_s: float,
     variants: dict[str, Path],
 ) -> Measurement:
-    body = request_body(reference.seed)
+    body = request_body(reference.seed, kind=workload(name))
     with server_for(name, payload_file=payload_file, variants=variants) as server:
         url = server.base_url + PATH
         headers, check = post(url, body)
         data = sse_data(check)
         if len(data) != reference.events or data[-1] != "[DONE]":
             raise RuntimeError(f"{name}: {len(data)} events, expected {reference.events}")
+        if name in variants and comparable(data) != comparable(reference.data):
+            raise RuntimeError(f"{name}: the events differ from ours (same request)")
         if "text/event-stream" not in headers.get("content-type", ""):
             raise RuntimeError(f"{name}: content-type {headers.get('content-type')}")
         run_wrk(url, body, connections=connections, seconds=warmup_s)
@@ -273,16 +336,19 @@ def run(
 ) -> dict[str, Any]:
     variants = variants or {}
     servers = (*servers, *variants)
-    reference = capture_reference()
+    references = capture_references()
+    reference = references["ours"]
     payload_file = RESULTS / "throughput-payload.json"
     write_json(payload_file, reference.data)
-    logger.info(
-        "reference: seed %d, %d tokens, %d events, %d body bytes",
-        reference.seed,
-        reference.tokens,
-        reference.events,
-        reference.body_bytes,
-    )
+    for kind, captured in references.items():
+        logger.info(
+            "reference %s: seed %d, %d tokens, %d events, %d body bytes",
+            kind,
+            captured.seed,
+            captured.tokens,
+            captured.events,
+            captured.body_bytes,
+        )
     measurements: list[Measurement] = []
     for round_index in range(rounds):
         # Rotate the order so no server always runs first (or last) in a round.
@@ -291,7 +357,7 @@ def run(
             result = measure(
                 name,
                 round_index,
-                reference,
+                references[workload(name)],
                 payload_file,
                 connections=connections,
                 seconds=seconds,
@@ -343,6 +409,14 @@ def run(
             "tokens": reference.tokens,
             "events": reference.events,
             "body_bytes": reference.body_bytes,
+        },
+        "workloads": {
+            kind: {
+                "tokens": captured.tokens,
+                "events": captured.events,
+                "body_bytes": captured.body_bytes,
+            }
+            for kind, captured in references.items()
         },
         "settings": {
             "rounds": rounds,

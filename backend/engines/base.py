@@ -25,16 +25,11 @@ ToolChoiceMode = Literal["none", "auto", "required"]
 # -- requests ---------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ContentPart:
-    """A non-text content part (image, audio, file), kept as the client sent it
-    in OpenAI Chat Completions shape, so an upstream gets it unchanged.
+    """One content part, kept whole as the client sent it in OpenAI Chat
+    Completions shape (``data`` is the part object, ``type`` included), so an
+    upstream gets it unchanged."""
 
-    ``data`` is the object under the part's type key (``{"url": …}`` for
-    ``image_url``) or the whole part (``{"type": "image_url", "image_url": …}``);
-    the openai engine sends either as the part. When a message's ``parts`` also
-    hold its text parts (``type="text"``), they are the whole content in order.
-    """
-
-    type: str  # "image_url" | "input_audio" | "file" (| "text", see above)
+    type: str  # "text" | "image_url" | "input_audio" | "file"
     data: Mapping[str, Any]
 
 
@@ -49,12 +44,23 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
+    """One message. ``content`` is always its text (text parts joined), for
+    engines that read text only. ``parts`` is empty for a message of plain
+    text; when the client sent anything more (an image, audio or file part, or
+    a text part with fields beyond its text), it holds every part in order,
+    text parts included, so an upstream gets the content as sent."""
+
     role: Role
-    content: str  # the text of the message (text parts joined)
-    parts: tuple[ContentPart, ...] = ()  # non-text parts; empty for text-only messages
+    content: str
+    parts: tuple[ContentPart, ...] = ()
     tool_calls: tuple[ToolCall, ...] = ()  # assistant messages
     tool_call_id: str | None = None  # tool messages
     name: str | None = None
+    # An assistant turn's reasoning, sent back by the client (``reasoning_content``
+    # or ``reasoning``): models with interleaved thinking read it; others may ignore it.
+    reasoning: str = ""
+    # Message fields ssechat does not model, for an upstream that understands them.
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,7 @@ class ResponseFormat:
     name: str | None = None
     schema: Mapping[str, Any] | None = None
     strict: bool | None = None
+    description: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +142,9 @@ class ToolCallDelta:
     type: Literal["function"] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per token, and a frozen dataclass sets each of its
+# fields through object.__setattr__, several times the cost. Treat it as immutable.
+@dataclass(slots=True)
 class TokenDelta:
     """A piece of what the model produced; the last delta carries ``finish_reason``.
 
@@ -212,6 +221,8 @@ def asked_for(request: GenerationRequest) -> list[str]:
     if request.logprobs:
         asked.append("logprobs")
     asked.extend(sorted(request.extra))
+    for index, message in enumerate(request.messages):
+        asked.extend(f"messages[{index}].{name}" for name in sorted(message.extra))
     return asked
 
 

@@ -18,6 +18,10 @@ from backend.config import Settings
 from backend.engines.base import ChatMessage, Engine, EngineError, GenerationRequest
 from backend.engines.registry import EngineSet, UnknownModel
 from backend.errors import APIError
+from backend.generation.checks import check_request
+from backend.generation.params import CHAT_PARAMS, ParamNames
+
+__all__ = ["CHAT_PARAMS", "ParamNames", "RequestLimits", "build_request", "with_fields"]
 
 # Longest stop string accepted: long enough for any real delimiter, short
 # enough that matching it per token stays cheap.
@@ -42,24 +46,6 @@ class RequestLimits:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class ParamNames:
-    """How the caller's dialect names the fields an error may point at."""
-
-    messages: str = "messages"
-    max_tokens: str = "max_tokens"
-    stop: str = "stop"
-    # Request-field names (GenerationRequest's, as Engine.check reports them)
-    # mapped to the dialect's own, e.g. {"tools": "tools", "response_format": "text.format"}.
-    renames: tuple[tuple[str, str], ...] = ()
-
-    def rename(self, param: str | None) -> str | None:
-        return dict(self.renames).get(param, param) if param is not None else None
-
-
-CHAT_PARAMS = ParamNames()
-
-
 def build_request(
     *,
     messages: Sequence[ChatMessage],
@@ -71,8 +57,9 @@ def build_request(
     params: ParamNames = CHAT_PARAMS,
     **fields: Any,
 ) -> tuple[GenerationRequest, Engine]:
-    """Validate against the limits, resolve the model, and let the engine refuse
-    what it cannot honour (400 ``unsupported_parameter`` naming the field).
+    """Validate against the limits and the whole-request checks
+    (``backend.generation.checks``), resolve the model, and let the engine
+    refuse what it cannot honour (400 ``unsupported_parameter`` naming the field).
 
     ``fields`` are further ``GenerationRequest`` fields (temperature, tools …).
     """
@@ -87,10 +74,10 @@ def build_request(
         if len(message.content) > limits.max_message_chars:
             raise APIError(
                 400,
-                f"{params.messages}[{index}] is {len(message.content)} characters long "
+                f"{params.message.format(index=index)} is {len(message.content)} characters long "
                 f"(at most {limits.max_message_chars}).",
                 code="message_too_long",
-                param=f"{params.messages}.{index}.content",
+                param=params.message_field(index, "content"),
             )
     tokens = max_tokens or limits.default_max_tokens
     if tokens > limits.max_tokens_limit:
@@ -122,12 +109,9 @@ def build_request(
             param="model",
         ) from None
     request = GenerationRequest(
-        messages=tuple(messages),
-        model=model_id,
-        max_tokens=tokens,
-        stop=tuple(stop),
-        **fields,
+        messages=tuple(messages), model=model_id, max_tokens=tokens, stop=tuple(stop), **fields
     )
+    check_request(request, params)
     try:
         engine.check(request)
     except EngineError as error:

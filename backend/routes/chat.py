@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from backend.engines.base import ChatMessage, Engine, EngineError, GenerationRequest
+from backend.engines.base import EngineError
 from backend.errors import api_error_from_engine
 from backend.generation.chat import (
     ChatCompletionGeneration,
@@ -16,7 +16,8 @@ from backend.generation.chat import (
     hub_error_events,
     new_completion_id,
 )
-from backend.generation.request import RequestLimits, build_request
+from backend.generation.chat_request import chat_generation_request
+from backend.generation.request import RequestLimits
 from backend.routes.common import (
     EVENT_ID_PATTERN,
     STREAM_ID_PATTERN,
@@ -28,7 +29,6 @@ from backend.routes.common import (
     parse_last_event_id,
 )
 from backend.schemas.chat import ChatCompletionRequest
-from backend.services import Services
 
 logger = logging.getLogger(__name__)
 
@@ -57,36 +57,16 @@ _SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _generation_request(
-    body: ChatCompletionRequest, services: Services
-) -> tuple[GenerationRequest, Engine]:
-    stop: tuple[str, ...] = ()
-    if isinstance(body.stop, str):
-        stop = (body.stop,)
-    elif body.stop:
-        stop = tuple(body.stop)
-    return build_request(
-        messages=[
-            ChatMessage(role=message.role, content=message.text()) for message in body.messages
-        ],
-        model=body.model,
-        engines=services.engines,
-        limits=RequestLimits.from_settings(services.settings),
-        max_tokens=body.max_completion_tokens or body.max_tokens,
-        stop=stop,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        seed=body.seed,
-    )
-
-
 @router.post("", responses=_SSE_RESPONSES)
 async def create_chat_completion(
     body: ChatCompletionRequest, request: Request, services: ServicesDep, limits: LimitsDep
 ) -> Response:
     admission = Admission(request, services, limits)
     await admission.check_rate()
-    generation_request, engine = _generation_request(body, services)
+    generation_request, engine = chat_generation_request(
+        body, services.engines, RequestLimits.from_settings(services.settings)
+    )
+    reasoning_field = services.settings.reasoning_field
     metrics = services.metrics
     completion_id = new_completion_id()
     if services.settings.log_content:
@@ -95,7 +75,7 @@ async def create_chat_completion(
     if not body.stream:
         try:
             result = await admission.run(
-                lambda: complete(deltas, generation_request.model, completion_id)
+                lambda: complete(deltas, generation_request.model, completion_id, reasoning_field)
             )
         except EngineError as error:
             metrics.errors.inc(label_value=error.error_type)
@@ -107,6 +87,7 @@ async def create_chat_completion(
         model=generation_request.model,
         completion_id=completion_id,
         include_usage=include_usage,
+        reasoning_field=reasoning_field,
         on_first_token=metrics.time_to_first_token.observe,
         on_error=lambda error_type: metrics.errors.inc(label_value=error_type),
     )

@@ -26,10 +26,16 @@ def generation_request(*, seed: int = 7, max_tokens: int = 64) -> GenerationRequ
 
 
 def generation(
-    stream_id: str, *, tokens_per_s: float = 0.0, seed: int = 7, max_tokens: int = 64
+    stream_id: str,
+    *,
+    tokens_per_s: float = 0.0,
+    seed: int = 7,
+    max_tokens: int = 64,
+    request: GenerationRequest | None = None,
 ) -> ChatCompletionGeneration:
-    """The real producer the routes use, over the deterministic simulated engine."""
-    request = generation_request(seed=seed, max_tokens=max_tokens)
+    """The real producer the routes use, over the deterministic simulated engine
+    (``request``: another request than the plain default one)."""
+    request = request or generation_request(seed=seed, max_tokens=max_tokens)
     return ChatCompletionGeneration(
         deltas=SimulatedEngine(tokens_per_s=tokens_per_s).stream(request),
         model=request.model,

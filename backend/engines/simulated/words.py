@@ -1,4 +1,4 @@
-"""A deterministic engine: plausible answers without a model.
+"""The simulated engine's plain text: plausible answers without a model.
 
 Same messages + seed give the same token sequence (max_tokens only cuts it),
 streamed or not, on any machine: the text comes from ``random.Random``
@@ -9,22 +9,11 @@ multi-byte text (CJK, accents, emoji), so clients are exercised on UTF-8.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import random
-import time
-from collections.abc import AsyncIterator
+import re
 
-from backend.engines.base import (
-    FinishReason,
-    GenerationRequest,
-    TokenDelta,
-    Usage,
-    refuse_unsupported,
-)
-from backend.engines.text import StopMatcher
-
-DEFAULT_MODEL = "ssechat-simulated"
+from backend.engines.base import GenerationRequest
 
 _OPENERS = (
     "Sure.",
@@ -33,7 +22,7 @@ _OPENERS = (
     "Let me explain.",
     "In short:",
 )
-_SUBJECTS = (
+SUBJECTS = (
     "the server",
     "each token",
     "the event stream",
@@ -45,7 +34,7 @@ _SUBJECTS = (
     "a resumed stream",
     "the model",
 )
-_VERBS = (
+VERBS = (
     "sends",
     "keeps",
     "replays",
@@ -56,7 +45,7 @@ _VERBS = (
     "resumes",
     "flushes",
 )
-_OBJECTS = (
+OBJECTS = (
     "every event with an id",
     "partial answers as they arrive",
     "the text after Last-Event-ID",
@@ -70,7 +59,7 @@ _OBJECTS = (
 _TAILS = (".", ".", ".", "!", ", which is the point.", " — quickly.", "; nothing is lost.")
 
 
-def _split_words(sentence: str) -> list[str]:
+def split_words(sentence: str) -> list[str]:
     """Word-like tokens: a leading space belongs to the word, like BPE tokens."""
     tokens: list[str] = []
     for index, word in enumerate(sentence.split(" ")):
@@ -84,7 +73,7 @@ def _split_words(sentence: str) -> list[str]:
     return tokens
 
 
-def _request_seed(request: GenerationRequest) -> int:
+def request_seed(request: GenerationRequest) -> int:
     digest = hashlib.sha256()
     for message in request.messages:
         digest.update(message.role.encode())
@@ -102,13 +91,13 @@ def simulated_tokens(request: GenerationRequest, min_tokens: int = 0) -> list[st
     The sentences come from one seeded generator, so a longer answer starts
     with exactly the text of the shorter one.
     """
-    rng = random.Random(_request_seed(request))
-    tokens = _split_words(rng.choice(_OPENERS))
+    rng = random.Random(request_seed(request))
+    tokens = split_words(rng.choice(_OPENERS))
     natural = rng.randint(4, 9)
     index = 1
     while index <= natural or len(tokens) < min_tokens:
-        sentence = f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}"
-        words = _split_words(sentence[0].upper() + sentence[1:] + rng.choice(_TAILS))
+        sentence = f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}"
+        words = split_words(sentence[0].upper() + sentence[1:] + rng.choice(_TAILS))
         words[0] = ("\n\n" if index % 3 == 0 else " ") + words[0]
         tokens.extend(words)
         index += 1
@@ -119,52 +108,27 @@ def count_prompt_tokens(request: GenerationRequest) -> int:
     return sum(len(message.content.split()) + 3 for message in request.messages)
 
 
-class SimulatedEngine:
-    """Deterministic tokens at ``tokens_per_s`` (0 = as fast as possible)."""
+# Runs of word characters, or of anything else, each with the spaces before
+# it: JSON text in pieces the size of a tokenizer's ("{\"", "city", "\":\"").
+_PIECE = re.compile(r"\s*\w+|\s*[^\w\s]+|\s+")
+_LONGEST_PIECE = 8
 
-    name = "simulated"
 
-    def __init__(
-        self, *, tokens_per_s: float, model: str = DEFAULT_MODEL, fill_max_tokens: bool = False
-    ) -> None:
-        self._tokens_per_s = tokens_per_s
-        self._model = model
-        self._fill_max_tokens = fill_max_tokens
+def text_pieces(text: str) -> list[str]:
+    """``text`` (JSON, or any text not written by ``simulated_tokens``) as tokens:
+    runs longer than a token are cut, and there are always several pieces."""
+    pieces: list[str] = []
+    for match in _PIECE.finditer(text):
+        run = match.group()
+        while len(run) > _LONGEST_PIECE:
+            pieces.append(run[:_LONGEST_PIECE])
+            run = run[_LONGEST_PIECE:]
+        pieces.append(run)
+    if len(pieces) == 1 and len(text) > 1:
+        pieces = [text[: len(text) // 2], text[len(text) // 2 :]]
+    return pieces
 
-    @property
-    def models(self) -> tuple[str, ...]:
-        return (self._model,)
 
-    def check(self, request: GenerationRequest) -> None:
-        refuse_unsupported(request, self.name, frozenset())
-
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
-        tokens = simulated_tokens(request, request.max_tokens if self._fill_max_tokens else 0)
-        matcher = StopMatcher(request.stop)
-        count = 0
-        interval = 1.0 / self._tokens_per_s if self._tokens_per_s > 0 else 0.0
-        start = time.monotonic()
-        finish: FinishReason = "stop"
-        for token in tokens:
-            if count >= request.max_tokens:
-                finish = "length"
-                break
-            if interval:
-                # Sleep to an absolute schedule so pacing does not drift with load.
-                delay = start + count * interval - time.monotonic()
-                await asyncio.sleep(delay if delay > 0 else 0)
-            elif count % 64 == 63:
-                await asyncio.sleep(0)  # let cancellation and other streams in
-            count += 1
-            text = matcher.feed(token) if matcher.active else token
-            if text:
-                yield TokenDelta(text)
-            if matcher.stopped:
-                break
-        tail = matcher.flush()
-        yield TokenDelta(
-            tail, finish_reason=finish, usage=Usage(count_prompt_tokens(request), count)
-        )
-
-    async def aclose(self) -> None:
-        return None
+def answer_text(request: GenerationRequest) -> str:
+    """The natural-length plain answer as one string (what a JSON answer wraps)."""
+    return "".join(simulated_tokens(request)).strip()

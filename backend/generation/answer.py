@@ -1,0 +1,90 @@
+"""A whole answer gathered from an engine's deltas: the ``stream: false`` side
+of every dialect.
+
+Tool-call fragments are joined per ``index`` (id, type and name come with the
+first fragment of a call), text fields are concatenated, and OpenAI-shaped
+``logprobs`` are merged list by list. Each dialect renders the ``Answer`` in
+its own shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from backend.engines.base import EngineError, FinishReason, TokenDelta, Usage
+
+
+@dataclass
+class CallSoFar:
+    """One tool call, joined from its fragments."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+    @property
+    def joined_arguments(self) -> str:
+        return "".join(self.arguments)
+
+
+@dataclass
+class Answer:
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    refusal: list[str] = field(default_factory=list)
+    calls: dict[int, CallSoFar] = field(default_factory=dict)
+    logprobs: dict[str, list[Any]] | None = None
+    finish_reason: FinishReason = "stop"
+    usage: Usage | None = None
+    deltas: int = 0  # deltas that carried output: a token estimate when usage is missing
+
+    def add(self, delta: TokenDelta) -> None:
+        carried = False
+        if delta.text:
+            self.text.append(delta.text)
+            carried = True
+        if delta.reasoning:
+            self.reasoning.append(delta.reasoning)
+            carried = True
+        if delta.refusal:
+            self.refusal.append(delta.refusal)
+            carried = True
+        for fragment in delta.tool_calls:
+            call = self.calls.get(fragment.index)
+            if call is None:
+                call = self.calls[fragment.index] = CallSoFar(fragment.index)
+            if fragment.id:
+                call.id = fragment.id
+            if fragment.name:
+                call.name += fragment.name
+            if fragment.arguments:
+                call.arguments.append(fragment.arguments)
+            carried = True
+        if delta.logprobs is not None:
+            merged = self.logprobs if self.logprobs is not None else {}
+            for key, items in delta.logprobs.items():
+                if isinstance(items, list):
+                    merged.setdefault(key, []).extend(items)
+            self.logprobs = merged
+        if carried:
+            self.deltas += 1
+
+    @property
+    def tool_calls(self) -> list[CallSoFar]:
+        return [self.calls[index] for index in sorted(self.calls)]
+
+
+async def collect(deltas: AsyncIterator[TokenDelta]) -> Answer:
+    """Every delta up to the final one. Raises ``EngineError`` (the engine's, or
+    one for a stream that ends without a finish reason)."""
+    answer = Answer()
+    async for delta in deltas:
+        answer.add(delta)
+        if delta.finish_reason is not None:
+            answer.finish_reason = delta.finish_reason
+            answer.usage = delta.usage
+            return answer
+    raise EngineError("The engine ended without a finish reason.")
