@@ -87,7 +87,6 @@ async def create_chat_completion(
     admission = Admission(request, services, limits)
     await admission.check_rate()
     generation_request, engine = _generation_request(body, services)
-    metrics = services.metrics
     completion_id = new_completion_id()
     if services.settings.log_content:
         logger.info("%s prompt: %r", completion_id, generation_request.messages)
@@ -97,8 +96,7 @@ async def create_chat_completion(
             result = await admission.run(
                 lambda: complete(deltas, generation_request.model, completion_id)
             )
-        except EngineError as error:
-            metrics.errors.inc(label_value=error.error_type)
+        except EngineError as error:  # counted by the metered deltas
             raise api_error_from_engine(error) from None
         return JSONResponse(result)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -107,8 +105,6 @@ async def create_chat_completion(
         model=generation_request.model,
         completion_id=completion_id,
         include_usage=include_usage,
-        on_first_token=metrics.time_to_first_token.observe,
-        on_error=lambda error_type: metrics.errors.inc(label_value=error_type),
     )
     await admission.start(completion_id, generation)
     return await admission.stream(completion_id, 0, hub_error_events)
