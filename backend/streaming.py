@@ -7,8 +7,10 @@ plain ASGI response that writes the body in the request's own task, with one
 small task waiting for the disconnect. Keep-alive is the hub handing us an
 empty batch after ``keepalive_s`` of silence, so a busy stream pays nothing
 for it, and a burst of ready events goes out as one write. On disconnect the
-body is cancelled at its current ``await``; ``finally`` then detaches from
-the hub.
+body is cancelled at its current ``await`` (again every ``_RECANCEL_S``
+until it stops, and a flag is checked after every send, so a cancellation
+swallowed where it landed cannot keep it running); ``finally`` then
+detaches from the hub, which frees the generation after its grace period.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from backend.sse import KEEPALIVE_COMMENT, encode_batch, encode_event
 HubErrorEvents = Callable[[HubError], Sequence[Event]]
 
 logger = logging.getLogger(__name__)
+
+# How often a departed client's response is cancelled again until it stops.
+_RECANCEL_S = 0.05
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -98,14 +103,22 @@ class SSEResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         writer = asyncio.current_task()
         assert writer is not None
-        disconnected = False
+        left = False  # the client is gone
+        stopped = False  # the writer has caught our cancellation, or is ending anyway
+        cancels = 0
 
         async def watch_for_disconnect() -> None:
-            nonlocal disconnected
+            nonlocal left, cancels
             while (await receive())["type"] != "http.disconnect":
                 pass
-            disconnected = True
-            writer.cancel()
+            left = True
+            # Cancel again until the writer stops: a cancellation can be swallowed
+            # where it lands (asyncio.wait_for, CPython gh-86296), which would leave
+            # the body parked until its next event or keep-alive.
+            while not stopped:
+                cancels += 1
+                writer.cancel()
+                await asyncio.sleep(_RECANCEL_S)
 
         watcher = asyncio.create_task(watch_for_disconnect())
         body = self._body_iterator
@@ -121,16 +134,27 @@ class SSEResponse(Response):
                 return
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             await send({"type": "http.response.body", "body": first, "more_body": True})
+            # ``left`` is checked after every send: once the client is gone, send() is a silent
+            # no-op (uvicorn), so a swallowed cancellation must not keep us going.
             async for chunk in body:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            watcher.cancel()
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                if left:
+                    break
+            else:
+                watcher.cancel()
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not disconnected:
-                raise  # cancelled from outside (server shutdown): not ours to swallow
-            writer.uncancel()  # the client left: a normal end for an SSE response
+            stopped = True
+            # Ours (the client left) is a normal end for an SSE response; one from
+            # outside (server shutdown) is not ours to swallow.
+            if not left or writer.cancelling() > cancels:
+                raise
         finally:
+            stopped = True
             watcher.cancel()
+            if left:  # caught above or swallowed on the way: neither may linger
+                for _ in range(cancels):
+                    writer.uncancel()
             await body.aclose()
         if self.background is not None:
             await self.background()
