@@ -7,10 +7,10 @@ plain ASGI response that writes the body in the request's own task, with one
 small task waiting for the disconnect. Keep-alive is the hub handing us an
 empty batch after ``keepalive_s`` of silence, so a busy stream pays nothing
 for it, and a burst of ready events goes out as one write. On disconnect the
-body is cancelled at its current ``await`` (again every ``_RECANCEL_S``
-until it stops, and a flag is checked after every send, so a cancellation
-swallowed where it landed cannot keep it running); ``finally`` then
-detaches from the hub, which frees the generation after its grace period.
+body is cancelled at its current ``await``, and a flag is checked after
+every send, so a cancellation swallowed where it landed cannot keep it
+running; ``finally`` then detaches from the hub, which frees the generation
+after its grace period.
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ from backend.sse import KEEPALIVE_COMMENT, encode_batch, encode_event
 HubErrorEvents = Callable[[HubError], Sequence[Event]]
 
 logger = logging.getLogger(__name__)
-
-# How often a departed client's response is cancelled again until it stops.
-_RECANCEL_S = 0.05
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -104,21 +101,13 @@ class SSEResponse(Response):
         writer = asyncio.current_task()
         assert writer is not None
         left = False  # the client is gone
-        stopped = False  # the writer has caught our cancellation, or is ending anyway
-        cancels = 0
 
         async def watch_for_disconnect() -> None:
-            nonlocal left, cancels
+            nonlocal left
             while (await receive())["type"] != "http.disconnect":
                 pass
             left = True
-            # Cancel again until the writer stops: a cancellation can be swallowed
-            # where it lands (asyncio.wait_for, CPython gh-86296), which would leave
-            # the body parked until its next event or keep-alive.
-            while not stopped:
-                cancels += 1
-                writer.cancel()
-                await asyncio.sleep(_RECANCEL_S)
+            writer.cancel()
 
         watcher = asyncio.create_task(watch_for_disconnect())
         body = self._body_iterator
@@ -134,27 +123,29 @@ class SSEResponse(Response):
                 return
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             await send({"type": "http.response.body", "body": first, "more_body": True})
-            # ``left`` is checked after every send: once the client is gone, send() is a silent
-            # no-op (uvicorn), so a swallowed cancellation must not keep us going.
             async for chunk in body:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                # The cancellation can be swallowed where it lands (asyncio.wait_for
+                # returning a result that came at the same moment, CPython gh-86296;
+                # redis-py uses it), and once the client is gone send() is a silent
+                # no-op: this check ends the body at its next send, which the hub's
+                # keep-alive bounds. Cancelling again instead would interrupt the
+                # body's clean-up (detaching from the hub can be a Redis round trip).
                 if left:
                     break
             else:
                 watcher.cancel()
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            stopped = True
             # Ours (the client left) is a normal end for an SSE response; one from
             # outside (server shutdown) is not ours to swallow.
-            if not left or writer.cancelling() > cancels:
+            if not left or writer.cancelling() > 1:
                 raise
+            writer.uncancel()
         finally:
-            stopped = True
             watcher.cancel()
-            if left:  # caught above or swallowed on the way: neither may linger
-                for _ in range(cancels):
-                    writer.uncancel()
+            if left and writer.cancelling():  # ours was swallowed on the way: drop it
+                writer.uncancel()
             await body.aclose()
         if self.background is not None:
             await self.background()

@@ -6,7 +6,8 @@ arrived at the same moment, CPython gh-86296; redis-py uses it), and once
 the client is gone uvicorn's ``send`` is a silent no-op, so nothing else
 would stop the body. These subscriptions swallow cancellations on purpose;
 the response must still end and detach (``aclose``), which is what frees
-the generation. Served by uvicorn on a real socket.
+the generation: at its next send at the latest, which the hub's keep-alive
+bounds. Served by uvicorn on a real socket.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from tests.servers import serve_app
 
 
 class SwallowingSubscription:
-    """One event at once, then one every ``wait_s``; cancellations landing while it
-    waits are swallowed (the first only, or all of them)."""
+    """One event at once, then every ``wait_s`` an event (or a keep-alive: an empty
+    batch); cancellations landing while it waits are swallowed (the first, or all)."""
 
-    def __init__(self, wait_s: float, *, swallow_all: bool) -> None:
+    def __init__(self, wait_s: float, *, swallow_all: bool, keepalive: bool) -> None:
         self.wait_s = wait_s
         self.swallow_all = swallow_all
+        self.keepalive = keepalive
         self.swallowed = 0
         self.closed = threading.Event()
 
@@ -49,8 +51,11 @@ class SwallowingSubscription:
                     raise
                 self.swallowed += 1  # as wait_for does: no uncancel, no re-raise
                 continue
-            seq += 1
-            yield [StreamEvent(seq, "", f"event {seq}")]
+            if self.keepalive:
+                yield []
+            else:
+                seq += 1
+                yield [StreamEvent(seq, "", f"event {seq}")]
 
     async def aclose(self) -> None:
         self.closed.set()
@@ -75,19 +80,18 @@ def app_for(subscription: SwallowingSubscription) -> Any:
 
 
 @pytest.mark.parametrize(
-    ("wait_s", "swallow_all"),
+    ("wait_s", "swallow_all", "keepalive"),
     [
-        # Silence after a swallowed cancellation: only cancelling again ends it.
-        pytest.param(3600.0, False, id="silent-after-one-swallowed"),
-        # Events keep coming and every cancellation is swallowed: only the check
-        # after each send ends it.
-        pytest.param(0.01, True, id="flowing-every-cancel-swallowed"),
+        # Nothing to send after the swallowed cancellation but keep-alives.
+        pytest.param(0.2, False, True, id="keepalive-after-one-swallowed"),
+        # Events keep coming and every cancellation is swallowed.
+        pytest.param(0.01, True, False, id="flowing-every-cancel-swallowed"),
     ],
 )
 def test_a_departed_client_s_response_ends_however_the_cancel_lands(
-    wait_s: float, swallow_all: bool
+    wait_s: float, swallow_all: bool, keepalive: bool
 ) -> None:
-    subscription = SwallowingSubscription(wait_s, swallow_all=swallow_all)
+    subscription = SwallowingSubscription(wait_s, swallow_all=swallow_all, keepalive=keepalive)
     with serve_app(app_for(subscription), lifespan="off") as base_url:
         sock = connect(base_url)
         sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
