@@ -46,6 +46,7 @@ class Counter:
     def cell(self, key: LabelValues = ()) -> CounterCell:
         cell = self._cells.get(key)
         if cell is None:
+            _check_labels(self.name, self.label_names, key)
             cell = self._cells[key] = CounterCell()
         return cell
 
@@ -102,6 +103,7 @@ class Histogram:
     def series(self, key: LabelValues = ()) -> HistogramSeries:
         series = self._series.get(key)
         if series is None:
+            _check_labels(self.name, self.label_names, key)
             series = self._series[key] = HistogramSeries(self.buckets)
         return series
 
@@ -123,6 +125,12 @@ class Histogram:
                 for key, series in self._series.items()
             ],
         }
+
+
+def _check_labels(name: str, names: tuple[str, ...], values: LabelValues) -> None:
+    """Once per new series: a value for each label, or the exposition would be wrong."""
+    if len(values) != len(names):
+        raise ValueError(f"{name} takes labels {names}, got {values}")
 
 
 class Gauge:

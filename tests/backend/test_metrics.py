@@ -209,6 +209,14 @@ def test_merge_adds_counts_of_every_worker_and_gauges_of_live_ones() -> None:
     assert samples.value("t_store") == 50  # max of 20 and 50
 
 
+def test_a_series_without_its_labels_is_refused() -> None:
+    histogram = Histogram("t_seconds", "T.", (1.0,), ("dialect", "engine"))
+    with pytest.raises(ValueError, match="takes labels"):
+        histogram.observe(0.5)  # e.g. an old ``on_first_token=...observe`` hook
+    with pytest.raises(ValueError, match="takes labels"):
+        Counter("t_total", "T.", ("dialect", "engine")).inc()
+
+
 def test_a_counter_registered_twice_is_refused_and_a_gauge_replaced() -> None:
     registry = Registry()
     registry.register(Counter("t_total", "T."))

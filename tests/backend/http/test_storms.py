@@ -2,18 +2,19 @@
 
 1,000 streams on the memory hub (one worker) and 300 on the Redis hub (two
 workers) are started over raw sockets, each read until its first event,
-then all closed together. Every generation must stop, each counted as
-cancelled and abandoned, every response and slot be released, and the
-server be back to the tasks it had before. Observed through ``/metrics``
-only: live generations, open responses, held slots, asyncio tasks, and how
-the generations ended.
+then all closed together. Every response must notice and detach from the
+hub, then every generation stop within the resume grace period plus 1 s
+(plus, with two workers, how stale another worker's published figures may
+be), each counted as cancelled and abandoned, every slot be released, and
+the server be back to the tasks it had before. Observed through
+``/metrics`` only: open responses, live generations, held slots, asyncio
+tasks, and how the generations ended.
 
-The target is the resume grace period plus 1 s; the deadline here adds
-``SLACK_S`` because this machine is shared and often loaded (a timing
-assertion would test the neighbours). ``python -m bench.reliability``
-measures the time itself, for docs/BENCHMARKS.md. A generation left to run
-(a response that never noticed its client left) or one freed only when a
-Redis reader lease lapses still misses it.
+How long the detaching takes depends on the machine's load (300 Redis
+round trips on a shared 2-core machine can take seconds), so its deadline is
+loose; ``python -m bench.reliability`` measures the whole time from the drop,
+for docs/BENCHMARKS.md. A response that never notices its client left, or a
+generation freed only when a Redis reader's lease lapses, still fails.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tests.servers import backend_process
 
 CHAT = "/v1/chat/completions"
 GRACE_S = 1.0
-SLACK_S = 3.0
+DETACH_DEADLINE_S = 10.0
 SIM = {"dialect": "chat_completions", "engine": "simulated"}
 ENV = {
     "SSECHAT_ENGINE": "simulated",
@@ -78,7 +79,16 @@ def storm(base_url: str, count: int, stale_s: float) -> None:
     """Start ``count`` streams, drop them all, and check everything they held is freed."""
     # A warm-up stream brings up what stays (the hub's ticker, pools): the baseline.
     asyncio.run(_open_and_close(base_url, 1))
-    wait_until(lambda: scrape(base_url).value("ssechat_hub_live_streams") == 0, 10, "warm-up")
+
+    def warmed_up() -> bool:
+        # A counter, not only a gauge: another worker's published gauges may be stale.
+        samples = scrape(base_url)
+        return (
+            samples.value("ssechat_generations_total", **SIM, finish_reason="cancelled") == 1
+            and samples.value("ssechat_hub_live_streams") == 0
+        )
+
+    wait_until(warmed_up, 10, "the warm-up stream abandoned")
     time.sleep(stale_s)  # every worker's published figures are now from after the warm-up
     before = scrape(base_url)
     tasks_before = before.value("ssechat_asyncio_tasks")
@@ -91,16 +101,18 @@ def storm(base_url: str, count: int, stale_s: float) -> None:
             writer.transport.abort()
 
     asyncio.run(run())
-    budget_s = GRACE_S + 1.0 + stale_s + SLACK_S
 
-    def stopped() -> bool:
-        samples = scrape(base_url)
-        return (
-            samples.value("ssechat_hub_live_streams") == 0
-            and samples.value("ssechat_streams_active") == 0
-        )
+    def responses_ended() -> bool:
+        return scrape(base_url).value("ssechat_streams_active") == 0
 
-    wait_until(stopped, budget_s, f"every generation stopped within {budget_s:.1f} s")
+    def generations_stopped() -> bool:
+        return scrape(base_url).value("ssechat_hub_live_streams") == 0
+
+    # Each response notices its client left and detaches from the hub (with Redis,
+    # a round trip each); then each generation waits out the grace period.
+    wait_until(responses_ended, DETACH_DEADLINE_S + stale_s, "every response ended")
+    budget_s = GRACE_S + 1.0 + stale_s
+    wait_until(generations_stopped, budget_s, f"every generation stopped within {budget_s} s")
     samples = scrape(base_url)
     for name, labels in (
         ("ssechat_generations_total", {**SIM, "finish_reason": "cancelled"}),
