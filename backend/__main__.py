@@ -4,7 +4,9 @@ Command-line options override the ``SSECHAT_*`` environment; they are
 written back into the environment so every worker process (``--workers``)
 builds the same ``Settings``.
 
-Graceful shutdown: see ``backend/serving.py``.
+Graceful shutdown: see ``backend/serving.py``. With several workers, a
+directory for their metrics (``SSECHAT_METRICS_DIR``, or a temporary one)
+is emptied before they start, so ``/metrics`` covers the deployment.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from uvicorn.config import STARTUP_FAILURE
 
 from backend.config import Settings, get_settings
 from backend.http.server import server_config
+from backend.metrics.shared import deployment_directory
 from backend.serving import DrainingMultiprocess, DrainingServer
 
 logger = logging.getLogger("backend")
@@ -140,14 +143,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "hub each worker has its own streams, so resume and cancel would miss.\n"
         )
         return 2
-    config = uvicorn_config(settings)
     if settings.workers > 1:
-        sock = config.bind_socket()
-        try:
-            DrainingMultiprocess(config, sockets=[sock]).run()
-        finally:
-            sock.close()
+        # Each worker publishes its metrics there; /metrics adds them up (backend/metrics).
+        with deployment_directory(settings.metrics_dir) as metrics_dir:
+            os.environ["SSECHAT_METRICS_DIR"] = str(metrics_dir)  # read by the spawned workers
+            config = uvicorn_config(settings)
+            sock = config.bind_socket()
+            try:
+                DrainingMultiprocess(config, sockets=[sock], metrics_dir=metrics_dir).run()
+            finally:
+                sock.close()
         return 0
+    config = uvicorn_config(settings)
     server = DrainingServer(config)
     server.run()
     return 0 if server.started else STARTUP_FAILURE

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
-import os
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -49,15 +47,6 @@ def _is_loopback(host: str) -> bool:
 SHUTDOWN_HOOK = "ssechat.begin_shutdown"
 
 ShutdownHook = Callable[[], Awaitable[None]]
-
-
-def _resident_bytes() -> float:
-    """This process's RSS from /proc (Linux); 0 elsewhere."""
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return float(int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 def create_app(
@@ -110,13 +99,16 @@ def create_app(
             max_records=settings.max_streams,
             max_bytes=settings.max_buffered_bytes,
         )
-        _add_process_gauges(metrics, hub, limits)
+        _add_hub_gauges(metrics, hub, limits)
         metrics.add_gauge(
             "ssechat_info",
-            "Engine, model and hub of this worker (value is always 1).",
+            "Engine, model and hub of this deployment (value is always 1).",
             lambda: 1.0,
             {"engine": engines.primary.name, "model": engines.default_model, "hub": hub.kind},
+            mode="max",
         )
+        if settings.metrics_dir:  # several workers: /metrics adds up every worker's figures
+            metrics.share(Path(settings.metrics_dir))
         logger.info(
             "ssechat ready: engine=%s model=%s hub=%s",
             engines.primary.name,
@@ -139,6 +131,7 @@ def create_app(
             app.state.draining = True
             await hub.aclose()
             await app.state.response_store.aclose()
+            await metrics.aclose()
             await limits.aclose()
             await engines.aclose()
             await http_client.aclose()
@@ -205,32 +198,28 @@ def _document_400_not_422(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _add_process_gauges(metrics: Metrics, hub: StreamHub, limits: Limits) -> None:
-    """Gauges the soak benchmark watches for leaks (tasks, threads, streams, slots, RSS)."""
+def _add_hub_gauges(metrics: Metrics, hub: StreamHub, limits: Limits) -> None:
+    """Gauges the soak benchmark and the disconnect-storm tests watch (streams, slots)."""
     metrics.add_gauge(
-        "ssechat_hub_live_streams",
-        "Generations running in this worker.",
-        lambda: float(hub.live_streams),
+        "ssechat_hub_live_streams", "Generations running.", lambda: float(hub.live_streams)
     )
+    # ``max`` across workers: the Redis hub reports the whole deployment's store in each.
     metrics.add_gauge(
-        "ssechat_hub_stored_streams", "Streams kept for resume.", lambda: float(hub.stored_streams)
+        "ssechat_hub_stored_streams",
+        "Streams kept for resume.",
+        lambda: float(hub.stored_streams),
+        mode="max",
     )
     metrics.add_gauge(
         "ssechat_hub_buffered_bytes",
         "Bytes of events kept for resume.",
         lambda: float(hub.buffered_bytes),
+        mode="max",
     )
     metrics.add_gauge(
         "ssechat_stream_slots_held",
-        "Concurrency slots held by generations of this worker.",
+        "Concurrency slots held by running generations.",
         lambda: float(limits.held_slots),
-    )
-    metrics.add_gauge(
-        "ssechat_asyncio_tasks", "asyncio tasks alive.", lambda: float(len(asyncio.all_tasks()))
-    )
-    metrics.add_gauge("ssechat_threads", "Threads alive.", lambda: float(threading.active_count()))
-    metrics.add_gauge(
-        "process_resident_memory_bytes", "Resident memory size in bytes.", _resident_bytes
     )
 
 

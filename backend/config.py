@@ -140,6 +140,13 @@ class Settings(BaseSettings):
         "long (clients not reading) are closed.",
     )
 
+    # Metrics.
+    metrics_dir: str = Field(
+        default="",
+        description="Directory where each worker publishes its metrics so /metrics adds up "
+        "the whole deployment; python -m backend --workers N makes a temporary one when unset.",
+    )
+
     # Test-only fault switch: close every SSE response after N events (0 = off).
     fault_close_after_events: int = Field(default=0, ge=0)
 

@@ -24,6 +24,9 @@ still running a second later is cancelled.
 
 With ``--workers N`` the parent is uvicorn's ``Multiprocess`` supervisor; it
 forwards SIGTERM to every worker, each worker being a ``DrainingServer``.
+When it replaces or removes a worker, it retires that worker's metrics
+(``backend.metrics.shared.retire_worker``): its counts stay in the
+deployment's totals, its gauges leave them.
 
 These classes live in a module of their own (not ``backend.__main__``) because
 ``--workers`` spawns processes that unpickle them by module name.
@@ -35,6 +38,7 @@ import asyncio
 import logging
 import signal
 import socket
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -42,6 +46,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from backend.app import SHUTDOWN_HOOK, ShutdownHook
+from backend.metrics.shared import retire_worker
 
 logger = logging.getLogger(__name__)
 _uvicorn_logger = logging.getLogger("uvicorn.error")
@@ -145,10 +150,21 @@ class _DrainingProcess(Process):
 class DrainingMultiprocess(Multiprocess):
     """uvicorn's supervisor (spawn, health checks, restarts, SIGTERM forwarding),
     with ``DrainingServer`` workers. uvicorn builds its ``Process`` objects in
-    these four methods; each is the original with the process class swapped."""
+    these four methods; each is the original with the process class swapped,
+    and a worker that ends has its metrics retired (``handle_ttou`` too)."""
+
+    def __init__(
+        self, config: uvicorn.Config, sockets: list[socket.socket], metrics_dir: Path | None = None
+    ) -> None:
+        super().__init__(config, sockets)
+        self._metrics_dir = metrics_dir
 
     def _new_process(self) -> Process:
         return _DrainingProcess(self.config, self.sockets)
+
+    def _retire(self, process: Process) -> None:
+        if self._metrics_dir is not None and process.pid is not None:
+            retire_worker(self._metrics_dir, process.pid)
 
     def init_processes(self) -> None:
         for _ in range(self.processes_num):
@@ -168,6 +184,7 @@ class DrainingMultiprocess(Multiprocess):
                 return
             old.terminate()
             old.join()
+            self._retire(old)
             self.processes[index] = new
 
     def keep_subprocess_alive(self) -> None:
@@ -178,6 +195,7 @@ class DrainingMultiprocess(Multiprocess):
                 continue
             process.kill()
             process.join()
+            self._retire(process)
             if process.exitcode == STARTUP_FAILURE:
                 _uvicorn_logger.error(
                     "Child process [%s] failed to start, stopping the parent process.",
@@ -197,3 +215,9 @@ class DrainingMultiprocess(Multiprocess):
         process = self._new_process()
         process.start()
         self.processes.append(process)
+
+    def handle_ttou(self) -> None:
+        if self.processes_num > 1:
+            process = self.processes[-1]
+            super().handle_ttou()
+            self._retire(process)

@@ -7,8 +7,10 @@ plain ASGI response that writes the body in the request's own task, with one
 small task waiting for the disconnect. Keep-alive is the hub handing us an
 empty batch after ``keepalive_s`` of silence, so a busy stream pays nothing
 for it, and a burst of ready events goes out as one write. On disconnect the
-body is cancelled at its current ``await``; ``finally`` then detaches from
-the hub.
+body is cancelled at its current ``await``, and a flag is checked after
+every send, so a cancellation swallowed where it landed cannot keep it
+running; ``finally`` then detaches from the hub, which frees the generation
+after its grace period.
 """
 
 from __future__ import annotations
@@ -99,13 +101,13 @@ class SSEResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         writer = asyncio.current_task()
         assert writer is not None
-        disconnected = False
+        left = False  # the client is gone
 
         async def watch_for_disconnect() -> None:
-            nonlocal disconnected
+            nonlocal left
             while (await receive())["type"] != "http.disconnect":
                 pass
-            disconnected = True
+            left = True
             writer.cancel()
 
         watcher = asyncio.create_task(watch_for_disconnect())
@@ -124,14 +126,27 @@ class SSEResponse(Response):
             await send({"type": "http.response.body", "body": first, "more_body": True})
             async for chunk in body:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            watcher.cancel()
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                # The cancellation can be swallowed where it lands (asyncio.wait_for
+                # returning a result that came at the same moment, CPython gh-86296;
+                # redis-py uses it), and once the client is gone send() is a silent
+                # no-op: this check ends the body at its next send, which the hub's
+                # keep-alive bounds. Cancelling again instead would interrupt the
+                # body's clean-up (detaching from the hub can be a Redis round trip).
+                if left:
+                    break
+            else:
+                watcher.cancel()
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not disconnected:
-                raise  # cancelled from outside (server shutdown): not ours to swallow
-            writer.uncancel()  # the client left: a normal end for an SSE response
+            # Ours (the client left) is a normal end for an SSE response; one from
+            # outside (server shutdown) is not ours to swallow.
+            if not left or writer.cancelling() > 1:
+                raise
+            writer.uncancel()
         finally:
             watcher.cancel()
+            if left and writer.cancelling():  # ours was swallowed on the way: drop it
+                writer.uncancel()
             await body.aclose()
         if self.background is not None:
             await self.background()

@@ -26,8 +26,6 @@ import contextlib
 import json
 import logging
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -45,6 +43,7 @@ from bench.support import (
     free_port,
     percentile,
     pinned,
+    start_redis,
     usage_between,
     write_json,
 )
@@ -282,30 +281,6 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _start_redis(port: int) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with (
-            contextlib.suppress(OSError),
-            socket.create_connection((HOST, port), timeout=0.5) as sock,
-        ):
-            sock.sendall(b"PING\r\n")
-            if sock.recv(16).startswith(b"+PONG"):
-                return process
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("redis-server did not start")
-
-
 def run_one(
     n: int,
     *,
@@ -324,7 +299,7 @@ def run_one(
     command += ["--log-level", "warning"]
     if workers > 1 or hub == "redis":
         redis_port = free_port()
-        redis = _start_redis(redis_port)
+        redis = start_redis(redis_port)
         command += ["--workers", str(workers), "--hub", hub]
         command += ["--redis-url", f"redis://{HOST}:{redis_port}/0"]
     server = Server(f"streams-{n}-{workers}", command, port, cpus=server_cpus, env=env)

@@ -171,6 +171,8 @@ class Tally:
     transport_errors: Counter[str] = field(default_factory=Counter)
     replays_compared: int = 0
     cancels: int = 0
+    streams_opened: int = 0  # POSTs answered 200 (a stream started)
+    resumes: int = 0  # reconnections with Last-Event-ID > 0 that found their stream
 
 
 class Soak:
@@ -244,6 +246,7 @@ class Soak:
             await response.body()
             response.close()
             return
+        self.tally.streams_opened += 1
         stream_id = response.headers["x-stream-id"]
         events: list[Event] = []
         try:
@@ -279,6 +282,8 @@ class Soak:
                     f"{CHAT}/{stream_id}/events",
                     headers={"Last-Event-ID": str(last)},
                 )
+                if response.status in (200, 204):
+                    self.tally.resumes += 1
                 if response.status != 200:
                     self.tally.refused[response.status] += 1
                     return
@@ -332,6 +337,17 @@ def gauges(port: int) -> dict[str, float]:
     return found
 
 
+def counters(port: int) -> dict[str, float]:
+    """Counters the server keeps of what the clients did (summed over their labels)."""
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found: dict[str, float] = {}
+    for name in ("ssechat_streams_total", "ssechat_resumes_total"):
+        pattern = rf"^{name}(?:{{[^}}]*}})? (\S+)$"
+        found[name] = sum(float(value) for value in re.findall(pattern, text, re.MULTILINE))
+    return found
+
+
 # anyio retires a pool thread idle for 10 s when the next job comes (a /metrics
 # request is one: FastAPI runs plain ``def`` dependencies in that pool).
 THREAD_POOL_IDLE_S = 10.0
@@ -364,6 +380,7 @@ async def soak(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     # warm the server's code paths and pools before the baseline
     await asyncio.gather(*(runner.run_one("normal") for _ in range(20)))
     before = await wait_idle(server.port, 30)
+    counted_before = await asyncio.to_thread(counters, server.port)
     runner.tally = Tally()
 
     samples: list[tuple[float, int]] = []
@@ -382,6 +399,7 @@ async def soak(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     await runner.cancel_storm(args.cancels)
     storm_s = time.monotonic() - storm_started
     after = await wait_idle(server.port, 60)
+    counted_after = await asyncio.to_thread(counters, server.port)
 
     warm = [rss for at, rss in samples if at >= args.warmup]
     rss_warm, rss_end = (warm[0], warm[-1]) if warm else (0, 0)
@@ -406,6 +424,9 @@ async def soak(args: argparse.Namespace, server: Server) -> dict[str, Any]:
             "growth_percent": round(growth, 2),
             "samples": [(round(at, 1), rss) for at, rss in samples],
         },
+        "server_counted": {
+            name: counted_after[name] - counted_before[name] for name in counted_after
+        },
         "gauges_before": before,
         "gauges_after_soak": middle,
         "gauges_after": after,
@@ -420,6 +441,7 @@ def table(result: dict[str, Any]) -> str:
         result["gauges_after"],
     )
     rss = result["rss"]
+    counted = result["server_counted"]
 
     def verdict(ok: bool) -> str:
         return "ok" if ok else "**FAIL**"
@@ -440,6 +462,18 @@ def table(result: dict[str, Any]) -> str:
         ),
         ("events received", f"{tally['events']:,}", "", ""),
         ("replays compared with the server", str(tally["replays_compared"]), "", ""),
+        (
+            "streams started: clients / server's ssechat_streams_total",
+            f"{tally['streams_opened']:,} / {counted['ssechat_streams_total']:,.0f}",
+            "equal",
+            verdict(tally["streams_opened"] == counted["ssechat_streams_total"]),
+        ),
+        (
+            "resumes: clients / server's ssechat_resumes_total",
+            f"{tally['resumes']:,} / {counted['ssechat_resumes_total']:,.0f}",
+            "equal",
+            verdict(tally["resumes"] == counted["ssechat_resumes_total"]),
+        ),
         ("lost events", str(tally["lost"]), "0", verdict(tally["lost"] == 0)),
         ("duplicated events", str(tally["duplicated"]), "0", verdict(tally["duplicated"] == 0)),
         ("altered events", str(tally["altered"]), "0", verdict(tally["altered"] == 0)),

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -73,6 +74,15 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
             return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as error:
         return int(error.code), bytes(error.read())
+
+
+def metric(base_url: str, series: str) -> float:
+    """One sample of ``/metrics`` by its series as exposed (name plus labels); 0 if absent.
+    With several workers it is the deployment's figure (backend.metrics.shared)."""
+    _, body = http_get(base_url + "/metrics", timeout=10)
+    pattern = rf"^{re.escape(series)} (\S+)$"
+    match = re.search(pattern, body.decode("utf-8", "replace"), re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
 
 
 @dataclass
@@ -167,6 +177,31 @@ class Server:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def start_redis(port: int) -> subprocess.Popen[bytes]:
+    """A throw-away redis-server on ``port`` (nothing on disk), ready for commands."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection((HOST, port), timeout=0.5) as sock,
+        ):
+            sock.sendall(b"PING\r\n")
+            if sock.recv(16).startswith(b"+PONG"):
+                return process
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("redis-server did not start")
 
 
 def descendants(pid: int) -> list[int]:

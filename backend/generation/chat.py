@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from backend.config import ReasoningField
@@ -108,15 +108,10 @@ class ChatCompletionGeneration:
         completion_id: str,
         include_usage: bool,
         reasoning_field: ReasoningField = DEFAULT_REASONING_FIELD,
-        on_first_token: Callable[[float], None] | None = None,
-        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self._deltas = deltas
         self._include_usage = include_usage
         self._reasoning_fields = reasoning_fields(reasoning_field)
-        self._on_first_token = on_first_token
-        self._on_error = on_error
-        self._started = time.perf_counter()
         self.completion_id = completion_id
         self.created = int(time.time())
         self.completion_tokens = 0
@@ -199,8 +194,6 @@ class ChatCompletionGeneration:
         yield "", self._head + ',"choices":[' + dumps(choice) + "]}"
 
     def _first_token(self) -> None:
-        if self.completion_tokens == 0 and self._on_first_token is not None:
-            self._on_first_token(time.perf_counter() - self._started)
         self.completion_tokens += 1
 
     async def events(self) -> AsyncIterator[Produced]:
@@ -213,8 +206,6 @@ class ChatCompletionGeneration:
                     delta.reasoning or delta.tool_calls or delta.refusal or delta.logprobs
                 ):
                     # The hot path (plain content), inline: no call beyond the escape.
-                    if self.completion_tokens == 0 and self._on_first_token is not None:
-                        self._on_first_token(time.perf_counter() - self._started)
                     self.completion_tokens += 1
                     yield Fragment(_CONTENT, escape(text))
                 elif text or delta.reasoning or delta.tool_calls or delta.refusal:
@@ -229,15 +220,11 @@ class ChatCompletionGeneration:
                     break
         except EngineError as error:
             logger.warning("engine error in %s: %s", self.completion_id, error.message)
-            if self._on_error is not None:
-                self._on_error(error.error_type)
             self._finished = True
             yield "", error_payload(error.message, error.error_type, error.code, error.param)
             yield _DONE_EVENT
             return
         if final is None:
-            if self._on_error is not None:
-                self._on_error("engine_error")
             self._finished = True
             yield "", error_payload("The engine ended without a finish reason.", "engine_error")
             yield _DONE_EVENT

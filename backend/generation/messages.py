@@ -30,8 +30,7 @@ import hashlib
 import json
 import logging
 import secrets
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -144,15 +143,10 @@ class MessagesGeneration:
         deltas: AsyncIterator[TokenDelta],
         model: str,
         message_id: str,
-        on_first_token: Callable[[float], None] | None = None,
-        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self._deltas = deltas
         self._model = model
         self.message_id = message_id
-        self._on_first_token = on_first_token
-        self._on_error = on_error
-        self._started = time.perf_counter()
         self._templates: list[Template] = []
         self._blocks: list[_Block] = []
         self._open: list[_Block] = []
@@ -285,8 +279,6 @@ class MessagesGeneration:
     def _fail(self, error: EngineError) -> list[Event]:
         logger.warning("engine error in %s: %s", self.message_id, error.message)
         self.error = error
-        if self._on_error is not None:
-            self._on_error(error.error_type)
         return [_error(error.message, error.error_type)]
 
     async def events(self) -> AsyncIterator[Produced]:
@@ -306,8 +298,6 @@ class MessagesGeneration:
                     text_block.pieces.append(delta.text)
                     yield Fragment(text_block.template, escape(delta.text))
                 elif delta.text or delta.reasoning or delta.refusal or delta.tool_calls:
-                    if self.output_tokens == 0 and self._on_first_token is not None:
-                        self._on_first_token(time.perf_counter() - self._started)
                     self.output_tokens += 1
                     for item in self._delta_events(delta):
                         yield item

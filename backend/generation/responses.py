@@ -97,17 +97,12 @@ class ResponsesGeneration:
         base: Mapping[str, Any],
         reasoning_as_summary: bool = False,
         record: Record | None = None,
-        on_first_token: Callable[[float], None] | None = None,
-        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self._deltas = deltas
         self._base = dict(base)
         self._hex = str(base["id"]).removeprefix("resp_")
         self._as_summary = reasoning_as_summary
         self._record = record
-        self._on_first_token = on_first_token
-        self._on_error = on_error
-        self._started = time.perf_counter()
         self._templates: list[Template] = []
         self._seq = 0  # the next sequence_number
         self._output: list[Body] = []  # finished items, in output order
@@ -364,8 +359,6 @@ class ResponsesGeneration:
     def _failure(self, error: EngineError) -> tuple[list[Event], dict[str, Any]]:
         logger.warning("engine error in %s: %s", self.response_id, error.message)
         self.error = error
-        if self._on_error is not None:
-            self._on_error(error.error_type)
         body = {"code": _FAILED_CODE, "message": error.message}
         return self._ending("failed", "incomplete", seq=self._seq, error=body)
 
@@ -397,8 +390,6 @@ class ResponsesGeneration:
                         )
                         self._seq += 1
                     elif delta.text or delta.reasoning or delta.refusal or delta.tool_calls:
-                        if self.output_tokens == 0 and self._on_first_token is not None:
-                            self._on_first_token(time.perf_counter() - self._started)
                         self.output_tokens += 1
                         for item in self._delta_events(delta):
                             yield item

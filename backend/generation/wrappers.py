@@ -2,20 +2,25 @@
 
 - ``SlotGeneration`` holds a concurrency slot for as long as the generation
   it wraps runs (the slot follows the generation, not the HTTP response).
-- ``logged_deltas`` logs what the model produced (``SSECHAT_LOG_CONTENT=1``
-  only), reading the engine's deltas, so it needs no parser per dialect.
+- ``metered_deltas`` counts what the engine produced for the metrics (tokens,
+  first token, gaps between tokens, errors, how it ended) and
+  ``logged_deltas`` logs it (``SSECHAT_LOG_CONTENT=1`` only); both read the
+  engine's deltas, so neither needs a parser per dialect.
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Sequence
+from time import perf_counter
 from typing import Any
 
-from backend.engines.base import TokenDelta
+from backend.engines.base import EngineError, TokenDelta
 from backend.hub.base import EndReason, Event, Generation, Produced, Template
 from backend.limits.base import StreamSlot
+from backend.metrics import StreamMeter
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +64,64 @@ class SlotGeneration:
 
     def closing_events(self, reason: EndReason, message: str) -> Sequence[Event]:
         return self._inner.closing_events(reason, message)
+
+
+async def metered_deltas(
+    deltas: AsyncIterator[TokenDelta], meter: StreamMeter
+) -> AsyncIterator[TokenDelta]:
+    """Pass deltas through, counting them into ``meter``.
+
+    Per output delta: one clock read and a few additions in memory (the
+    token, and the gap since the previous one, straight into the histogram's
+    series; a scrape sees them at once).
+    Once per generation: the first token, and how it ended: its finish
+    reason (counted as the final delta passes, since a renderer stops
+    iterating there), ``error`` for an engine error or an engine that
+    stopped without a finish reason, ``cancelled`` when it was stopped
+    (cancel, disconnect, shutdown).
+    """
+    tokens = meter.tokens
+    # The histogram series' own fields, inlined: a method call per token costs more.
+    gaps = meter.gaps
+    bounds = gaps.bounds
+    counts = gaps.counts
+    last = 0.0
+    ended = False
+    try:
+        async for delta in deltas:
+            if delta.text or delta.reasoning or delta.tool_calls or delta.refusal:
+                now = perf_counter()
+                if last:
+                    gap = now - last
+                    counts[bisect_left(bounds, gap)] += 1
+                    gaps.total += gap
+                else:
+                    meter.first_token(now)
+                last = now
+                tokens.value += 1
+            if delta.finish_reason is not None and not ended:
+                ended = True
+                meter.end(delta.finish_reason)
+            yield delta
+        if not ended:
+            ended = True
+            meter.error("engine_error", "no_finish_reason")
+            meter.end("error")
+    except EngineError as error:
+        if not ended:
+            ended = True
+            meter.error(error.error_type, error.code)
+            meter.end("error")
+        raise
+    except Exception:
+        if not ended:
+            ended = True
+            meter.end("error")
+        raise
+    finally:
+        if not ended:
+            meter.end("cancelled")
+        await close_iterator(deltas)
 
 
 async def logged_deltas(

@@ -67,7 +67,6 @@ async def create_chat_completion(
         body, services.engines, RequestLimits.from_settings(services.settings)
     )
     reasoning_field = services.settings.reasoning_field
-    metrics = services.metrics
     completion_id = new_completion_id()
     if services.settings.log_content:
         logger.info("%s prompt: %r", completion_id, generation_request.messages)
@@ -77,8 +76,7 @@ async def create_chat_completion(
             result = await admission.run(
                 lambda: complete(deltas, generation_request.model, completion_id, reasoning_field)
             )
-        except EngineError as error:
-            metrics.errors.inc(label_value=error.error_type)
+        except EngineError as error:  # counted by the metered deltas
             raise api_error_from_engine(error) from None
         return JSONResponse(result)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -88,8 +86,6 @@ async def create_chat_completion(
         completion_id=completion_id,
         include_usage=include_usage,
         reasoning_field=reasoning_field,
-        on_first_token=metrics.time_to_first_token.observe,
-        on_error=lambda error_type: metrics.errors.inc(label_value=error_type),
     )
     await admission.start(completion_id, generation)
     return await admission.stream(completion_id, 0, hub_error_events)

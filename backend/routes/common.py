@@ -10,6 +10,7 @@ in every dialect.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -17,7 +18,7 @@ from fastapi import Depends, Request
 
 from backend.engines.base import Engine, GenerationRequest, TokenDelta
 from backend.errors import APIError
-from backend.generation.wrappers import SlotGeneration, logged_deltas
+from backend.generation.wrappers import SlotGeneration, logged_deltas, metered_deltas
 from backend.http.disconnect import cancel_on_disconnect
 from backend.hub.base import Generation
 from backend.limits.base import Limits, caller_subject, get_limits
@@ -34,6 +35,20 @@ EVENT_ID_PATTERN = r"^[0-9]*$"
 STREAM_ID_PATTERN = r"^[A-Za-z0-9_\-]+$"
 
 T = TypeVar("T")
+
+# The ``dialect`` label of the metrics, by route prefix.
+_DIALECTS = (
+    ("/v1/chat/completions", "chat_completions"),
+    ("/v1/responses", "responses"),
+    ("/v1/messages", "messages"),
+)
+
+
+def dialect_of(path: str) -> str:
+    for prefix, dialect in _DIALECTS:
+        if path.startswith(prefix):
+            return dialect
+    return "other"
 
 
 def caller_owner(request: Request, services: Services) -> str | None:
@@ -84,6 +99,9 @@ class Admission:
         self.limits = limits
         self.owner = caller_owner(request, services)
         self.subject = caller_subject(request, self.owner)
+        self.started = time.perf_counter()
+        self.dialect = dialect_of(request.scope["path"])
+        self.engine_name = "unknown"  # until ``deltas`` names it
 
     async def check_rate(self) -> None:
         await self.limits.check_rate(self.subject)
@@ -91,8 +109,11 @@ class Admission:
     def deltas(
         self, engine: Engine, generation_request: GenerationRequest, stream_id: str
     ) -> AsyncIterator[TokenDelta]:
-        """The engine's deltas for this request, logged when ``log_content`` is on."""
-        deltas = engine.stream(generation_request)
+        """The engine's deltas for this request, counted for the metrics (every
+        dialect alike), and logged when ``log_content`` is on."""
+        self.engine_name = engine.name
+        meter = self.services.metrics.meter(self.dialect, engine.name, self.started)
+        deltas = metered_deltas(engine.stream(generation_request), meter)
         if self.services.settings.log_content:
             return logged_deltas(deltas, stream_id)
         return deltas
@@ -123,7 +144,7 @@ class Admission:
         except BaseException:
             slot.release()
             raise
-        self.services.metrics.streams_total.inc()
+        self.services.metrics.streams_total.add((self.dialect, self.engine_name))
 
     async def stream(
         self,
@@ -156,6 +177,8 @@ async def open_stream(
     """Subscribe to a stream (404 if unknown or foreign) and answer with its events;
     ``keepalive`` is what an idle stream sends (the dialect's ping, or a comment)."""
     subscription = await services.hub.subscribe(stream_id, after, owner)
+    if after > 0:
+        services.metrics.resumes.inc()
     return sse_response(
         subscription,
         stream_id=stream_id,

@@ -132,13 +132,10 @@ async def create_message(
     message_id = new_message_id()
     if services.settings.log_content:
         logger.info("%s prompt: %r", message_id, generation_request.messages)
-    metrics = services.metrics
     generation = MessagesGeneration(
         deltas=admission.deltas(engine, generation_request, message_id),
         model=generation_request.model,
         message_id=message_id,
-        on_first_token=metrics.time_to_first_token.observe,
-        on_error=lambda error_type: metrics.errors.inc(label_value=error_type),
     )
     if not body.stream:
         try:

@@ -93,7 +93,6 @@ async def create_response(
     if services.settings.log_content:
         logger.info("%s prompt: %r", response_id, generation_request.messages)
     stored = body.store is not False
-    metrics = services.metrics
     generation = ResponsesGeneration(
         deltas=admission.deltas(engine, generation_request, response_id),
         base=response_base(body, response_id, generation_request),
@@ -101,8 +100,6 @@ async def create_response(
             body.reasoning and (body.reasoning.summary or body.reasoning.generate_summary)
         ),
         record=(lambda response: store.update(response_id, response)) if stored else None,
-        on_first_token=metrics.time_to_first_token.observe,
-        on_error=lambda error_type: metrics.errors.inc(label_value=error_type),
     )
     if stored:
         await store.create(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -72,6 +73,12 @@ async def ready(request: Request, services: ServicesDep) -> JSONResponse:
 
 @router.get("/metrics", tags=["system"], response_class=PlainTextResponse, responses=_NEEDS_KEY)
 async def metrics(services: ServicesDep) -> PlainTextResponse:
+    """Prometheus text format; with several workers, the whole deployment's figures."""
+    if services.hub.kind == "redis":
+        # One PING per scrape: the Redis round trip as this worker sees it now.
+        started = time.perf_counter()
+        if await services.hub.readiness() is None:
+            services.metrics.observe_redis_round_trip(time.perf_counter() - started, "ping")
     return PlainTextResponse(
         services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
     )

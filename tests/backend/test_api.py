@@ -245,7 +245,8 @@ def test_models_health_and_metrics(client: httpx.Client) -> None:
     stream_raw(client, {"messages": MESSAGES, "max_tokens": 3})
     text = client.get("/metrics").text
     assert "# TYPE ssechat_time_to_first_token_seconds histogram" in text
-    assert metric(client, "ssechat_streams_total") >= 1
+    chat = '{dialect="chat_completions",engine="simulated"}'
+    assert metric(client, "ssechat_streams_total", chat) >= 1
     assert metric(client, "ssechat_events_sent_total") >= 6
 
 
