@@ -1,0 +1,195 @@
+"""The writer: copies this worker's streams into Redis, in batches.
+
+Producers never wait for Redis: an appended event only marks its stream
+dirty. One task per worker sends everything new, over every dirty stream,
+in one ``append.lua`` call; what accumulates while that call is in flight
+goes in the next one, so under load a call carries many events and the
+cost per event falls. Each stream's templates travel with its first events
+that need them (meta fields ``t{i}``), so any worker can rebuild every
+payload byte for byte, and events are stored compactly: a fragment as its
+template index and part, a whole event as its name and payload.
+
+Redis away: the batch is retried with backoff, the events wait in the
+streams' own logs (nothing is lost; writes are idempotent, so nothing is
+duplicated either), and the hub decides per stream whether the generation
+goes on (``on_outage``). A stream Redis no longer has is reported through
+``on_lost`` and written no more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from backend.hub.log import template_size
+from backend.hub.redis.connection import BACKOFF_MAX_S, BACKOFF_MIN_S, cancel_and_wait
+from backend.hub.redis.owned import Owned
+
+logger = logging.getLogger(__name__)
+
+# Events per script call (Redis runs a script to its end before anything else).
+_BATCH_EVENTS = 2048
+_TAGS = [str(index).encode() for index in range(256)]
+
+
+def _tag(tag: int, name: str) -> bytes:
+    if tag >= 0:
+        return _TAGS[tag] if tag < len(_TAGS) else str(tag).encode()
+    return b"=" + name.encode("utf-8", "replace")
+
+
+class Writer:
+    def __init__(
+        self,
+        client: Redis,
+        script: AsyncScript,
+        *,
+        prefix: str,
+        worker_id: str,
+        ttl_ms: int,
+        live_ms: int,
+        max_bytes: int,
+        on_flushed: Callable[[Owned], None],
+        on_lost: Callable[[Owned, str], None],
+        on_outage: Callable[[Owned, float], None],
+    ) -> None:
+        self._client = client
+        self._script = script
+        self._head: list[Any] = [prefix, worker_id, ttl_ms, live_ms, max_bytes]
+        self._live_s = live_ms / 1000
+        self._on_flushed = on_flushed
+        self._on_lost = on_lost
+        self._on_outage = on_outage
+        self._dirty: dict[str, Owned] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def mark(self, run: Owned, _size: int = 0, _produced: bool = True) -> None:
+        """``run`` has something new to write. The runner's ``on_append`` hook: called
+        for every event, so it only notes the stream."""
+        if run.writable:
+            self._dirty[run.stream_id] = run
+            self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="redis hub: writer")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            await cancel_and_wait([self._task])
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_MIN_S
+        while True:
+            if not self._dirty:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            dirty, self._dirty = self._dirty, {}
+            args, batch, left = self._build(dirty)
+            try:
+                reply = await self._script(args=args, client=self._client)
+            except RedisError as error:
+                now = time.monotonic()
+                for run in dirty.values():
+                    self._held(run, now, error)
+                # Back in front, in order, before whatever arrived meanwhile.
+                self._dirty = {
+                    **{key: run for key, run in dirty.items() if run.writable},
+                    **self._dirty,
+                }
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                continue
+            backoff = BACKOFF_MIN_S
+            failed = {reply[index]: reply[index + 1] for index in range(0, len(reply), 2)}
+            now = time.monotonic()
+            for run, upto, templates, final in batch:
+                status = failed.get(run.stream_id)
+                if status is not None:
+                    self._give_up(run, status)
+                    continue
+                if run.outage_since is not None:
+                    logger.info("stream %s: Redis is back, writing on", run.stream_id)
+                    run.outage_since = None
+                run.written = upto
+                run.templates_written = templates
+                run.expires_at = now + self._live_s
+                if final:
+                    self._done(run)
+                    self._on_flushed(run)
+                elif upto < run.stream.log.last_seq or run.stream.done:
+                    self.mark(run)  # more than one call's worth
+            for run in left:
+                self.mark(run)  # left out of this call (too many events)
+
+    def _build(
+        self, dirty: dict[str, Owned]
+    ) -> tuple[list[Any], list[tuple[Owned, int, int, bool]], list[Owned]]:
+        """The script's arguments for what ``dirty`` has new (at most ``_BATCH_EVENTS``
+        events): (args, [(run, last seq sent, templates sent, final)], runs left out)."""
+        args = list(self._head)
+        batch: list[tuple[Owned, int, int, bool]] = []
+        left: list[Owned] = []
+        budget = _BATCH_EVENTS
+        for run in dirty.values():
+            if budget <= 0:
+                left.append(run)
+                continue
+            stream = run.stream
+            log = stream.log
+            upto = min(log.last_seq, run.written + budget)
+            final = stream.done and upto == log.last_seq
+            templates = log.templates
+            new_templates = templates[run.templates_written :]
+            args += (
+                run.stream_id,
+                run.written + 1,
+                run.end_marker if final else "",
+                len(new_templates),
+                run.templates_written,
+            )
+            for template in new_templates:
+                args += (json.dumps(list(template), ensure_ascii=False), template_size(template))
+            args.append(upto - run.written)
+            for tag, name, data in log.stored(run.written, upto):
+                args += (_tag(tag, name), data)
+            budget -= upto - run.written
+            batch.append((run, upto, len(templates), final))
+        return args, batch, left
+
+    def _held(self, run: Owned, now: float, error: RedisError) -> None:
+        if run.outage_since is None:
+            run.outage_since = now
+            logger.warning(
+                "stream %s: cannot write to Redis (%s); holding %d events",
+                run.stream_id,
+                error,
+                run.stream.log.last_seq - run.written,
+            )
+        if now > run.expires_at:
+            logger.error(
+                "stream %s: Redis away past the stream's lifetime; dropping %d events",
+                run.stream_id,
+                run.stream.log.last_seq - run.written,
+            )
+            self._give_up(run, "expired")
+            return
+        self._on_outage(run, now - run.outage_since)
+
+    def _give_up(self, run: Owned, status: str) -> None:
+        self._done(run)
+        self._on_lost(run, status)
+
+    def _done(self, run: Owned) -> None:
+        run.writable = False
+        self._dirty.pop(run.stream_id, None)
+        run.flushed.set()
