@@ -19,7 +19,7 @@ engine becomes ``?``, exactly what the SSE encoder would have written.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from backend.hub.base import Fragment, Produced, StreamEvent, Template
 
@@ -41,9 +41,9 @@ class EventLog:
         "_ends",
         "_name_index",
         "_name_sizes",
-        "_names",
         "_tags",
         "base",
+        "names",
         "size",
         "templates",
     )
@@ -54,7 +54,8 @@ class EventLog:
         # Bytes stored: parts and payloads, event names of whole events, and
         # each template once. The hubs' byte bound counts this.
         self.size = 0
-        self._names: list[str] = []
+        # Event names of whole events: a whole event's tag ``t`` names ``names[~t]``.
+        self.names: list[str] = []
         self._name_index: dict[str, int] = {}
         self._name_sizes: list[int] = []
         self._tags = array("i")
@@ -102,8 +103,8 @@ class EventLog:
         """The (negative) tag of whole events named ``name``."""
         index = self._name_index.get(name)
         if index is None:
-            index = self._name_index[name] = len(self._names)
-            self._names.append(name)
+            index = self._name_index[name] = len(self.names)
+            self.names.append(name)
             self._name_sizes.append(len(_utf8(name)))
         return ~index
 
@@ -126,7 +127,7 @@ class EventLog:
         base = self.base
         start = after - base
         tags, ends, data = self._tags, self._ends, self._data
-        templates, names = self.templates, self._names
+        templates, names = self.templates, self.names
         begin = ends[start - 1] if start > 0 else 0
         events = []
         for index in range(start, len(tags)):
@@ -145,13 +146,25 @@ class EventLog:
             begin = end
         return events
 
-    def stored(self, after: int, stop: int) -> Iterator[tuple[int, str, bytearray]]:
-        """Events ``after + 1 … stop`` as stored: (tag, event name or "", data bytes).
-        The name is the whole event's (``""`` for a fragment: its template has it)."""
-        tags, ends, data, names = self._tags, self._ends, self._data, self._names
-        begin = ends[after - self.base - 1] if after > self.base else 0
-        for index in range(after - self.base, stop - self.base):
-            end = ends[index]
-            tag = tags[index]
-            yield tag, (names[~tag] if tag < 0 else ""), data[begin:end]
-            begin = end
+    def pack(
+        self,
+        after: int,
+        stop: int,
+        numbers: list[int],
+        chunks: list[bytes | bytearray],
+    ) -> None:
+        """Events ``after + 1 … stop`` as stored, for a store: appends ``tag, length``
+        per event to ``numbers`` and their data bytes, end to end, to ``chunks``."""
+        start, end = after - self.base, stop - self.base
+        if end <= start:
+            return
+        tags, ends = self._tags, self._ends
+        begin = previous = ends[start - 1] if start > 0 else 0
+        if end - start == 1:  # the usual case: one event since the last write
+            previous = ends[start]
+            numbers += (tags[start], previous - begin)
+        else:
+            for index in range(start, end):
+                numbers += (tags[index], ends[index] - previous)
+                previous = ends[index]
+        chunks.append(self._data[begin:previous])

@@ -1,71 +1,116 @@
--- Append the events of several streams of one worker (one call per writer flush).
--- ARGV: P, worker, ttl_ms, live_ms, max_bytes, then per stream:
---   id, first_seq, end_reason ('' = more to come),
---   n_templates, first_template_index, (template_json, template_bytes) * n_templates,
---   n_events, (tag, data) * n_events
--- A tag is a template index (the event is a fragment: data is its part, entry
--- fields t and d) or '=' followed by the SSE event name of a whole event.
--- Writes are idempotent: seqs and templates already stored are skipped, so
--- a retried call after a lost reply changes nothing.
+-- Append the events of several streams of one worker: one call per writer flush.
+-- ARGV: P, worker, ttl_ms, live_ms, max_bytes, n_streams, numbers, data,
+--       then the new templates' JSON and new event names, stream by stream.
+-- numbers: little-endian int32s, stream by stream:
+--   id length, first_seq, end (0 = more to come, else an index into REASONS),
+--   n_templates, first_template, n_names, first_name, n_events,
+--   template bytes * n_templates, then (tag, length) * n_events.
+-- data: stream by stream, its id, then its events' bytes end to end.
+-- A tag >= 0 is a template index: the event is a fragment, its data the part
+-- (entry fields t and d); a tag < 0 a whole event named name number -tag - 1
+-- (fields e, when named, and d). Templates and names are kept in the meta
+-- hash (t{i}, n{i}; counts nt and nn), so any worker can rebuild any event.
+-- Writes are idempotent: seqs, templates and names already stored are
+-- skipped, so a retried call after a lost reply changes nothing.
 -- -> {id, status} for every stream whose status is not 'ok' ('lost', 'gap').
+local REASONS = {'done', 'cancelled', 'abandoned', 'error', 'shutdown'}
 local worker, ttl_ms, live_ms = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local max_bytes = tonumber(ARGV[5])
+local max_bytes, n_streams = tonumber(ARGV[5]), tonumber(ARGV[6])
+local numbers = {}
+do
+  local packed = ARGV[7]
+  local pos, count = 1, #packed / 4
+  while #numbers < count do
+    local chunk = {struct.unpack(string.rep('<i4', math.min(200, count - #numbers)), packed, pos)}
+    pos = table.remove(chunk)
+    for _, value in ipairs(chunk) do numbers[#numbers + 1] = value end
+  end
+end
+local blob = ARGV[8]
+local at = 1 -- next number
+local offset = 1 -- next data byte
+local text = 9 -- next template or name
 local out = {}
-local pos = 6
 
 local function append_one()
-  local id, first, reason = ARGV[pos], tonumber(ARGV[pos + 1]), ARGV[pos + 2]
-  local n_templates, first_template = tonumber(ARGV[pos + 3]), tonumber(ARGV[pos + 4])
-  local templates_at = pos + 5
-  local n = tonumber(ARGV[templates_at + 2 * n_templates])
-  local events_at = templates_at + 2 * n_templates + 1
-  pos = events_at + 2 * n
-  local meta = skey(id, 'meta')
-  local v = redis.call('HMGET', meta, 'worker', 'state', 'seq', 'nt')
-  if not v[1] or v[1] ~= worker then return 'lost' end
+  local id = string.sub(blob, offset, offset + numbers[at] - 1)
+  offset = offset + numbers[at]
+  at = at + 1
+  local first, ending = numbers[at], numbers[at + 1]
+  local n_templates, first_template = numbers[at + 2], numbers[at + 3]
+  local n_names, first_name, n = numbers[at + 4], numbers[at + 5], numbers[at + 6]
+  local sizes_at = at + 7
+  local events_at = sizes_at + n_templates
+  local texts_at = text
+  at = events_at + 2 * n
+  text = text + n_templates + n_names
+  local data_at = offset
+  for i = 0, n - 1 do offset = offset + numbers[events_at + 2 * i + 1] end
+  local reason = REASONS[ending] or ''
+  local m = skey(id, 'meta')
+  local v = redis.call('HMGET', m, 'worker', 'state', 'seq', 'nt', 'nn')
+  if not v[1] or v[1] ~= worker then return id, 'lost' end
   local last = tonumber(v[3])
   if v[2] ~= 'live' then
     -- A retry of the final write that went through is fine; anything else is not ours.
-    if reason ~= '' and last >= first + n - 1 then return 'ok' end
-    return 'lost'
+    if reason ~= '' and last >= first + n - 1 then return id, 'ok' end
+    return id, 'lost'
   end
-  if first > last + 1 then return 'gap' end
+  if first > last + 1 then return id, 'gap' end
   local size = 0
-  local known = tonumber(v[4] or '0')
-  for i = 0, n_templates - 1 do
-    local index = first_template + i
-    if index >= known then
-      redis.call('HSET', meta, 't' .. index, ARGV[templates_at + 2 * i])
-      size = size + tonumber(ARGV[templates_at + 2 * i + 1])
-      known = index + 1
+  if n_templates > 0 then
+    local known = tonumber(v[4] or '0')
+    for i = 0, n_templates - 1 do
+      if first_template + i >= known then
+        redis.call('HSET', m, 't' .. (first_template + i), ARGV[texts_at + i])
+        size = size + numbers[sizes_at + i]
+        known = first_template + i + 1
+      end
     end
+    redis.call('HSET', m, 'nt', known)
   end
-  if n_templates > 0 then redis.call('HSET', meta, 'nt', known) end
-  local events = skey(id, 'events')
-  for i = last - first + 1, n - 1 do
-    local seq = first + i
-    local tag, data = ARGV[events_at + 2 * i], ARGV[events_at + 2 * i + 1]
-    if string.byte(tag, 1) == 61 then -- '=': a whole event
-      size = size + add_event(events, seq, string.sub(tag, 2), data)
-    else
-      redis.call('XADD', events, seq .. '-0', 't', tag, 'd', data)
-      size = size + #data
+  local names = {}
+  if n_names > 0 then
+    local known = tonumber(v[5] or '0')
+    for i = 0, n_names - 1 do
+      names[first_name + i] = ARGV[texts_at + n_templates + i]
+      if first_name + i >= known then
+        redis.call('HSET', m, 'n' .. (first_name + i), names[first_name + i])
+        known = first_name + i + 1
+      end
     end
-    last = seq
+    redis.call('HSET', m, 'nn', known)
+  end
+  local events = skey(id, 'events')
+  for i = 0, n - 1 do
+    local seq = first + i
+    local tag, length = numbers[events_at + 2 * i], numbers[events_at + 2 * i + 1]
+    if seq > last then
+      local data = string.sub(blob, data_at, data_at + length - 1)
+      if tag >= 0 then
+        redis.call('XADD', events, seq .. '-0', 't', tag, 'd', data)
+        size = size + length
+      else
+        local index = -tag - 1
+        if not names[index] then names[index] = redis.call('HGET', m, 'n' .. index) end
+        size = size + add_event(events, seq, names[index], data)
+      end
+      last = seq
+    end
+    data_at = data_at + length
   end
   add_bytes(id, size)
   if reason ~= '' then
     finish(id, last, reason, ttl_ms)
   else
-    redis.call('HSET', meta, 'seq', last)
+    redis.call('HSET', m, 'seq', last)
     set_deadline(id, now_ms() + live_ms)
   end
-  return 'ok'
+  return id, 'ok'
 end
 
-while pos <= #ARGV do
-  local id = ARGV[pos]
-  local status = append_one()
+for _ = 1, n_streams do
+  local id, status = append_one()
   if status ~= 'ok' then
     out[#out + 1] = id
     out[#out + 1] = status
@@ -83,10 +128,10 @@ if total_bytes() > max_bytes then
   end
   if total_bytes() > max_bytes then
     for _, id in ipairs(redis.call('ZREVRANGE', P .. 'started', 0, 0)) do
-      local meta = skey(id, 'meta')
-      local s = redis.call('HMGET', meta, 'state', 'worker', 'cancel')
+      local m = skey(id, 'meta')
+      local s = redis.call('HMGET', m, 'state', 'worker', 'cancel')
       if s[1] == 'live' and (not s[3] or s[3] == '') then
-        redis.call('HSET', meta, 'cancel', 'full')
+        redis.call('HSET', m, 'cancel', 'full')
         redis.call('PUBLISH', P .. 'worker:' .. s[2], 'full ' .. id)
       end
     end

@@ -1,11 +1,10 @@
 """Connections to Redis, the scripts, and riding out connection errors.
 
-A worker holds a constant number of connections whatever its load: a small
-blocking pool for commands (starts, attaches, cancels, heartbeats; a request
-waits for a free connection rather than opening one more), one connection
-for the writer's batches, one for the shared XREAD of the readers it
-serves, and one for its control channel (pub/sub). Every connection is named
-``ssechat-hub:{worker}`` (``CLIENT LIST`` shows who holds what).
+A worker holds four connections whatever its load: one for the pipelines of
+its requests' calls (``batch.py``), one for the writer's batches, one for the
+shared XREAD of the readers it serves, and one for its control channel
+(pub/sub). Every connection is named ``ssechat-hub:{worker}`` (``CLIENT
+LIST`` shows who holds what).
 """
 
 from __future__ import annotations
@@ -40,8 +39,8 @@ BACKOFF_MAX_S = 1.0
 # Socket timeout for ordinary commands (a hung Redis, not a slow one).
 COMMAND_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 2.0
-# Connections in the command pool.
-COMMAND_CONNECTIONS = 8
+# Connections of the command client: the batches' pipelines and the control channel.
+COMMAND_CONNECTIONS = 2
 UNAVAILABLE = "The stream store (Redis) is unavailable; retry shortly."
 
 
@@ -71,7 +70,8 @@ def _options(worker_id: str) -> dict[str, Any]:
 
 
 def command_client(url: str, worker_id: str) -> Redis:
-    """The worker's command pool (text replies)."""
+    """The worker's command client (text replies): the batches' pipelines take one
+    connection at a time, the control channel another."""
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=COMMAND_CONNECTIONS,
@@ -118,6 +118,19 @@ class Scripts:
         self.probe = load("probe.lua")
         self.heartbeat = load("heartbeat.lua")
         self.wake = load("wake.lua")
+        self.all = [
+            self.admit,
+            self.append,
+            self.attach,
+            self.templates,
+            self.detach,
+            self.count,
+            self.cancel,
+            self.delete,
+            self.probe,
+            self.heartbeat,
+            self.wake,
+        ]
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:

@@ -1,70 +1,4 @@
-"""The Redis hub: every worker (and replica) can resume or cancel every stream.
-
-Same semantics as the in-process hub (``memory.py`` is the reference),
-local-first: the worker that runs a generation keeps its events in memory
-(the shared runner and ``EventLog``) and serves its own readers from there,
-exactly as the memory hub does, while ``writer.py`` copies them to Redis in
-batches (durability, resume and cancel from any worker). Readers on other
-workers follow the stream through ``reader.py`` (one shared XREAD per
-worker); ``signals.py`` carries cancel, the byte bound and abandonment
-between workers. Once a finished stream is all in Redis, its worker drops
-its copy (readers already attached keep it): later resumes, there too, read
-Redis.
-
-Keys (``P`` = key prefix, default ``ssechat``; ``{id}`` = stream id)
------------------------------------------------------------------------
-- ``P:stream:{id}:events``: a Redis Stream. Event seq N is the entry with
-  the explicit id ``N-0``: a fragment as fields ``t`` (template index) and
-  ``d`` (its part), a whole event as ``d`` (payload) and, when named, ``e``
-  (SSE event name); after the last event N the entry ``N-1`` with field
-  ``end`` (the end reason) marks the end. Explicit ids make Redis itself
-  refuse a duplicate or out-of-order seq, make "everything after
-  Last-Event-ID" a plain ``XREAD … {after}-0``, and make a retried write
-  idempotent.
-- ``P:stream:{id}:meta``: hash ``owner`` (the API-key tag, "" when open),
-  ``worker`` (id of the worker that runs it), ``state`` (live | done),
-  ``seq`` (last written seq), ``nt`` and ``t0``, ``t1`` … (its templates, as
-  JSON ``[event, prefix, suffix]``), ``attached`` (1 once a reader on another
-  worker subscribed), ``cancel`` (a stop request: ``cancelled``, or ``full``
-  for the byte bound), ``orphan`` (JSON list of the payloads that end the
-  stream if its worker dies: the Generation's closing events for "error").
-- ``P:stream:{id}:subs``: sorted set, reader (on another worker than the
-  stream's) → lease deadline (ms), renewed by its worker's heartbeat.
-- ``P:streams``: sorted set, stream id → expiry deadline (ms), the index the
-  bounds and the pruning use; ``P:started``: live stream → start time (the
-  byte bound ends the newest); ``P:finished``: stream id → finish time (ms),
-  the eviction order; ``P:sizes`` (hash id → bytes) and ``P:bytes`` (total).
-- ``P:worker:{wid}``: a worker's liveness key (``PX`` lease), and, as a
-  pub/sub channel of the same name, its control channel (``signals.py``).
-  ``P:wake:{wid}``: a one-entry stream that interrupts its shared XREAD.
-
-Every key of a stream carries the same ``PEXPIREAT`` as its score in
-``P:streams``: while live, ``max(stream_ttl_s, _LIVE_LEASE_S)`` from the last
-write or heartbeat; once finished, ``stream_ttl_s`` from the end. The index
-keys have no TTL: every start and heartbeat prunes them by deadline. Every
-multi-key change is one Lua script (``*.lua`` here; atomic; times from the
-server's ``TIME``). ``max_buffered_bytes`` counts the bytes stored (parts,
-payloads, names, templates) and holds while streams grow (``append.lua``).
-
-Redis outages
--------------
-Requests (start, a remote subscribe, cancel) retry connection errors for
-``RETRY_S`` and then raise ``HubUnavailable`` (503 before the response
-starts; mid-stream an error event). Readers on the stream's own worker read
-memory and do not notice. Readers elsewhere fail with ``HubUnavailable``
-once their worker's XREAD has failed for ``RETRY_S``. The generation goes on
-while it still has readers on its worker (or runs in the background); without
-them it is stopped (reason ``error``) after ``max(resume_grace_s, RETRY_S)``.
-Its events wait in memory and are written, in order and exactly once, when
-Redis is back, so a client that resumes gets everything. If Redis came back
-empty (restart without persistence) the stream is gone: the generation is
-stopped and resuming answers 404.
-
-A crash loses what its worker had not yet written (at most one batch, a
-millisecond or so): its own readers may have seen events that a resume
-elsewhere then finds replaced by the stream's error ending (``probe.lua``);
-ids a client claims are still never replayed.
-"""
+"""``RedisHub``: the ``StreamHub`` on Redis (the package docstring has the design)."""
 
 from __future__ import annotations
 
@@ -75,7 +9,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import cast
 
 from redis.exceptions import RedisError
 
@@ -89,6 +22,7 @@ from backend.hub.base import (
 )
 from backend.hub.local import LocalStream, LocalSubscription, Ticker
 from backend.hub.log import EventLog
+from backend.hub.redis.batch import Batcher
 from backend.hub.redis.connection import (
     COMMAND_TIMEOUT_S,
     Scripts,
@@ -98,7 +32,7 @@ from backend.hub.redis.connection import (
     retrying,
 )
 from backend.hub.redis.owned import Owned
-from backend.hub.redis.reader import Mirror, Reader, parse_templates
+from backend.hub.redis.reader import Reader
 from backend.hub.redis.signals import LEASE_S, LOST_MESSAGE, Signals
 from backend.hub.redis.writer import Writer
 from backend.hub.runner import Runner
@@ -148,6 +82,7 @@ class RedisHub:
         self.worker_id = uuid.uuid4().hex
         self._commands = command_client(redis_url, self.worker_id)
         self._scripts = Scripts(self._commands)
+        self._batch = Batcher(self._commands, self._scripts.all)
         self._writer_client = dedicated_client(
             redis_url, self.worker_id, socket_timeout=COMMAND_TIMEOUT_S
         )
@@ -155,7 +90,6 @@ class RedisHub:
             redis_url, self.worker_id, socket_timeout=keepalive_s + COMMAND_TIMEOUT_S
         )
         self._owned: dict[str, Owned] = {}
-        self._remote_readers: dict[str, str] = {}  # subscriber id -> stream id
         self._ticker = Ticker(keepalive_s)
         self._writer = Writer(
             self._writer_client,
@@ -174,23 +108,24 @@ class RedisHub:
         )
         self._reader = Reader(
             self._reader_client,
-            self._commands,
+            self._batch,
             self._scripts,
             prefix=self._prefix,
             worker_id=self.worker_id,
-            keepalive_s=keepalive_s,
+            ticker=self._ticker,
             ttl_ms=self._ttl_ms,
             lease_ms=round(LEASE_S * 1000),
         )
         self._signals = Signals(
             self._commands,
+            self._batch,
             self._scripts,
             prefix=self._prefix,
             worker_id=self.worker_id,
             grace_s=resume_grace_s,
             live_ms=live_ms,
             owned=self._owned,
-            remote_readers=self._remote_readers,
+            remote_readers=self._reader.readers,
             stop=self._runner.stop,
         )
         self._closing = False
@@ -277,17 +212,16 @@ class RedisHub:
             ]
         )
         reply = await retrying(
-            lambda: self._scripts.admit(
-                args=[
-                    self._prefix,
-                    stream_id,
-                    owner or "",
-                    self.worker_id,
-                    self._max_streams,
-                    self._max_bytes,
-                    round(self._live_s * 1000),
-                    orphan,
-                ]
+            lambda: self._batch.script(
+                self._scripts.admit,
+                self._prefix,
+                stream_id,
+                owner or "",
+                self.worker_id,
+                self._max_streams,
+                self._max_bytes,
+                round(self._live_s * 1000),
+                orphan,
             ),
             "start",
         )
@@ -322,34 +256,7 @@ class RedisHub:
                 ticker=self._ticker,
                 on_close=lambda: self._signals.no_subscribers(run),
             )
-        subscriber = uuid.uuid4().hex
-        reply = await retrying(
-            lambda: self._scripts.attach(
-                args=[self._prefix, stream_id, owner or "", subscriber, round(LEASE_S * 1000)]
-            ),
-            "subscribe",
-        )
-        if reply is None:
-            raise _not_found(stream_id)
-        _state, last, *templates = cast(list[str], reply)
-        # Never above the stream's last event: the mirror must see the end marker
-        # even for a reader ahead of the stream (it then gets nothing: 204).
-        mirror = self._reader.follow(stream_id, min(after, int(last)), parse_templates(templates))
-        self._remote_readers[subscriber] = stream_id
-        try:
-            prefix = (
-                await self._reader.backfill(mirror, after) if after < mirror.stream.log.base else []
-            )
-        except BaseException:
-            self._remote_detached(mirror, subscriber)
-            raise
-        return LocalSubscription(
-            mirror.stream,
-            after,
-            ticker=self._ticker,
-            on_close=lambda: self._remote_detached(mirror, subscriber),
-            prefix=prefix,
-        )
+        return await self._reader.subscribe(stream_id, after, owner)
 
     async def cancel(self, stream_id: str, owner: str | None) -> bool:
         run = self._owned.get(stream_id)
@@ -365,14 +272,15 @@ class RedisHub:
                     await run.flushed.wait()
             return True
         reply = await retrying(
-            lambda: self._scripts.cancel(args=[self._prefix, stream_id, owner or ""]), "cancel"
+            lambda: self._batch.script(self._scripts.cancel, self._prefix, stream_id, owner or ""),
+            "cancel",
         )
         if reply is None:
             raise _not_found(stream_id)
         state, last = reply
         if state != "live":
             return False
-        await self._wait_finished(stream_id, int(last))
+        await self._reader.wait_finished(stream_id, int(last), _CANCEL_WAIT_S)
         return True
 
     async def delete(self, stream_id: str, owner: str | None) -> None:
@@ -381,7 +289,8 @@ class RedisHub:
         if run is not None:
             run.writable = False
         deleted = await retrying(
-            lambda: self._scripts.delete(args=[self._prefix, stream_id, owner or ""]), "delete"
+            lambda: self._batch.script(self._scripts.delete, self._prefix, stream_id, owner or ""),
+            "delete",
         )
         if not deleted:
             raise _not_found(stream_id)
@@ -389,7 +298,7 @@ class RedisHub:
     async def readiness(self) -> str | None:
         try:
             async with asyncio.timeout(1.0):
-                await self._commands.ping()
+                await self._batch.command("PING")
         except (RedisError, OSError, TimeoutError) as error:
             return f"Redis at {redact(self._url)} is unreachable: {error or type(error).__name__}"
         return None
@@ -420,6 +329,7 @@ class RedisHub:
         await self._writer.aclose()
         await self._reader.aclose()
         await self._signals.aclose()
+        await self._batch.aclose()
         with contextlib.suppress(RedisError, OSError):
             await self._commands.delete(self._signals.channel)  # the liveness key: same name
         for client in (self._commands, self._writer_client, self._reader_client):
@@ -448,32 +358,3 @@ class RedisHub:
         """Redis has been away for ``outage_s`` while ``run`` had events to write."""
         if outage_s > self._outage_budget_s and run.stream.subscribers == 0 and not run.background:
             self._runner.stop(run, "error", _STORE_AWAY)
-
-    def _remote_detached(self, mirror: Mirror, subscriber: str) -> None:
-        self._reader.release(mirror)
-        stream_id = self._remote_readers.pop(subscriber, None)
-        if stream_id is not None and not self._closed:
-            self._signals.spawn(self._detach(stream_id, subscriber))
-
-    async def _detach(self, stream_id: str, subscriber: str) -> None:
-        try:
-            await self._scripts.detach(args=[self._prefix, stream_id, subscriber])
-        except RedisError as error:  # its lease lapses by itself within LEASE_S
-            logger.info("stream %s: could not detach from Redis: %s", stream_id, error)
-
-    async def _wait_finished(self, stream_id: str, last: int) -> None:
-        """Wait (bounded) until a stream run elsewhere has its end marker."""
-        mirror = self._reader.follow(stream_id, last, ())
-        stream = mirror.stream
-        try:
-            async with asyncio.timeout(_CANCEL_WAIT_S):
-                while not stream.done and stream.error is None:
-                    await stream.wait_for_more()
-        except TimeoutError:
-            logger.warning(
-                "stream %s: cancel requested, its worker has not ended it yet", stream_id
-            )
-            with contextlib.suppress(RedisError):
-                await self._reader.probe(stream_id)
-        finally:
-            self._reader.release(mirror)

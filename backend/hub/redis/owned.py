@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from backend.hub.runner import Run
 
@@ -15,6 +16,7 @@ class Owned(Run):
 
     written: int = 0
     templates_written: int = 0
+    names_written: int = 0
     # False once Redis lost it (or it outlived its keys): nothing more to write.
     writable: bool = True
     # Set when the end marker is in Redis, or writing gave up.
@@ -24,6 +26,11 @@ class Owned(Run):
     attached: bool = False  # a reader on this worker attached once
     grace: asyncio.TimerHandle | None = None
     checking: bool = False  # an abandonment count is in flight
+
+    @cached_property
+    def key(self) -> bytes:
+        """The stream id as the writer sends it."""
+        return self.stream_id.encode()
 
     @property
     def end_marker(self) -> str:

@@ -27,10 +27,12 @@ fails every mirror with ``HubUnavailable``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -38,8 +40,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from backend.hub.base import HubError, HubUnavailable, StreamEvent, StreamNotFound, Template
-from backend.hub.local import LocalStream
+from backend.hub.local import LocalStream, LocalSubscription, Ticker
 from backend.hub.log import EventLog
+from backend.hub.redis.batch import Batcher
 from backend.hub.redis.connection import (
     BACKOFF_MAX_S,
     BACKOFF_MIN_S,
@@ -81,26 +84,32 @@ class Reader:
     def __init__(
         self,
         client: Redis,
-        commands: Redis,
+        batch: Batcher,
         scripts: Scripts,
         *,
         prefix: str,
         worker_id: str,
-        keepalive_s: float,
+        ticker: Ticker,
         ttl_ms: int,
         lease_ms: int,
     ) -> None:
         self._client = client
-        self._commands = commands
+        self._batch = batch
         self._scripts = scripts
         self._prefix = prefix
         self._worker_id = worker_id
         self._wake_key = f"{prefix}wake:{worker_id}"
         self._wake_seen = "0-0"
-        self._keepalive_s = keepalive_s
-        self._block_ms = max(1, round(keepalive_s * 1000))  # BLOCK 0 would mean forever
+        self._ticker = ticker
+        self._keepalive_s = ticker.keepalive_s
+        self._block_ms = max(1, round(ticker.keepalive_s * 1000))  # BLOCK 0 would mean forever
+        self._lease_ms = lease_ms
         self._probe_args = [ttl_ms, lease_ms]
         self._mirrors: dict[str, Mirror] = {}
+        # This worker's readers of other workers' streams: subscriber id -> stream id
+        # (their leases, renewed by the heartbeat).
+        self.readers: dict[str, str] = {}
+        self._closed = False
         self._changed = asyncio.Event()
         self._in_flight: set[str] | None = None  # stream ids of the XREAD in flight
         self._waking = False
@@ -113,6 +122,71 @@ class Reader:
 
     def events_key(self, stream_id: str) -> str:
         return f"{self._prefix}stream:{stream_id}:events"
+
+    # -- readers ------------------------------------------------------------------------------
+    async def subscribe(self, stream_id: str, after: int, owner: str | None) -> LocalSubscription:
+        """A reader of a stream run elsewhere (or run here and already all in Redis)."""
+        subscriber = uuid.uuid4().hex
+        reply = await retrying(
+            lambda: self._batch.script(
+                self._scripts.attach,
+                self._prefix,
+                stream_id,
+                owner or "",
+                subscriber,
+                self._lease_ms,
+            ),
+            "subscribe",
+        )
+        if reply is None:
+            # A foreign stream looks exactly like a missing one: ids are not an oracle.
+            raise StreamNotFound(f"No stream {stream_id!r} (unknown, expired, or not yours).")
+        _state, last, *templates = cast(list[str], reply)
+        # Never above the stream's last event: the mirror must see the end marker
+        # even for a reader ahead of the stream (it then gets nothing: 204).
+        mirror = self.follow(stream_id, min(after, int(last)), parse_templates(templates))
+        self.readers[subscriber] = stream_id
+        try:
+            prefix = await self.backfill(mirror, after) if after < mirror.stream.log.base else []
+        except BaseException:
+            self._detached(mirror, subscriber)
+            raise
+        return LocalSubscription(
+            mirror.stream,
+            after,
+            ticker=self._ticker,
+            on_close=lambda: self._detached(mirror, subscriber),
+            prefix=prefix,
+        )
+
+    def _detached(self, mirror: Mirror, subscriber: str) -> None:
+        self.release(mirror)
+        stream_id = self.readers.pop(subscriber, None)
+        if stream_id is not None and not self._closed:
+            self._spawn(self._detach(stream_id, subscriber))
+
+    async def _detach(self, stream_id: str, subscriber: str) -> None:
+        try:
+            await self._batch.script(self._scripts.detach, self._prefix, stream_id, subscriber)
+        except RedisError as error:  # its lease lapses by itself within the lease
+            logger.info("stream %s: could not detach from Redis: %s", stream_id, error)
+
+    async def wait_finished(self, stream_id: str, last: int, timeout_s: float) -> None:
+        """Wait (bounded) until a stream run elsewhere has its end marker (a cancel)."""
+        mirror = self.follow(stream_id, last, ())
+        stream = mirror.stream
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not stream.done and stream.error is None:
+                    await stream.wait_for_more()
+        except TimeoutError:
+            logger.warning(
+                "stream %s: cancel requested, its worker has not ended it yet", stream_id
+            )
+            with contextlib.suppress(RedisError):
+                await self.probe(stream_id)
+        finally:
+            self.release(mirror)
 
     # -- following ------------------------------------------------------------------------------
     def follow(self, stream_id: str, base: int, templates: Sequence[Template]) -> Mirror:
@@ -130,6 +204,7 @@ class Reader:
             self._changed.set()
             if self._task is None or self._task.done():
                 self._task = asyncio.create_task(self._run(), name="redis hub: reader")
+                self._task.add_done_callback(self._ended)
             elif self._in_flight is not None and stream_id not in self._in_flight:
                 self._wake()
         else:
@@ -153,8 +228,13 @@ class Reader:
             entries = cast(
                 list[tuple[str, dict[str, str]]],
                 await retrying(
-                    lambda: self._commands.xrange(
-                        mirror.key, f"{log.last_seq + 1}-0", f"{end}-0", count=_READ_COUNT
+                    lambda: self._batch.command(
+                        "XRANGE",
+                        mirror.key,
+                        f"{log.last_seq + 1}-0",
+                        f"{end}-0",
+                        "COUNT",
+                        _READ_COUNT,
                     ),
                     "read",
                 ),
@@ -166,6 +246,15 @@ class Reader:
         return log.read(after)
 
     # -- the shared XREAD ---------------------------------------------------------------------
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The XREAD loop only ends by a bug: say so, and fail its readers rather than
+        leave them waiting (the next follow starts a new loop)."""
+        if task.cancelled() or task.exception() is None:
+            return
+        logger.error("redis hub: the reader failed", exc_info=task.exception())
+        for mirror in list(self._mirrors.values()):
+            self._fail(mirror, HubError("reading the stream failed"))
+
     async def _run(self) -> None:
         backoff = BACKOFF_MIN_S
         outage_since: float | None = None
@@ -254,8 +343,8 @@ class Reader:
             return
         template = int(tag)
         if template >= len(log.templates):  # added while the stream ran: fetch
-            texts = await self._scripts.templates(
-                args=[self._prefix, stream_id, len(log.templates)], client=self._commands
+            texts = await self._batch.script(
+                self._scripts.templates, self._prefix, stream_id, len(log.templates)
             )
             log.add_templates([*log.templates, *parse_templates(texts)])
         log.append_fragment(template, fields["d"])
@@ -274,8 +363,8 @@ class Reader:
         """'missing', 'done', 'live' or 'orphaned' (then finished here with its error ending)."""
         status = cast(
             str,
-            await self._scripts.probe(
-                args=[self._prefix, stream_id, *self._probe_args], client=self._commands
+            await self._batch.script(
+                self._scripts.probe, self._prefix, stream_id, *self._probe_args
             ),
         )
         if status == "orphaned":
@@ -294,17 +383,21 @@ class Reader:
 
         async def wake() -> None:
             try:
-                await self._scripts.wake(
-                    args=[self._prefix, self._worker_id, _WAKE_TTL_MS], client=self._commands
+                await self._batch.script(
+                    self._scripts.wake, self._prefix, self._worker_id, _WAKE_TTL_MS
                 )
             except RedisError as error:  # the XREAD times out by itself
                 logger.info("redis hub: could not wake the reader: %s", error)
             finally:
                 self._waking = False
 
-        task = asyncio.create_task(wake())
+        self._spawn(wake())
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def aclose(self) -> None:
+        self._closed = True
         await cancel_and_wait(task for task in (self._task, *self._background) if task is not None)

@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from backend.hub.base import EndReason
+from backend.hub.redis.batch import Batcher
 from backend.hub.redis.connection import BACKOFF_MAX_S, BACKOFF_MIN_S, Scripts, cancel_and_wait
 from backend.hub.redis.owned import Owned
 from backend.hub.runner import BOUND_MESSAGE
@@ -45,6 +46,7 @@ class Signals:
     def __init__(
         self,
         commands: Redis,
+        batch: Batcher,
         scripts: Scripts,
         *,
         prefix: str,
@@ -56,6 +58,7 @@ class Signals:
         stop: Stop,
     ) -> None:
         self._commands = commands
+        self._batch = batch
         self._scripts = scripts
         self._prefix = prefix
         self._worker_id = worker_id
@@ -161,7 +164,7 @@ class Signals:
         try:
             if run.stream.subscribers > 0:
                 return
-            left = await self._scripts.count(args=[self._prefix, run.stream_id])
+            left = await self._batch.script(self._scripts.count, self._prefix, run.stream_id)
         except RedisError:
             return  # the next heartbeat counts again
         finally:
@@ -181,31 +184,39 @@ class Signals:
     async def heartbeat(self) -> None:
         """Renew this worker's leases; act on what Redis says about its streams."""
         owned = [run for run in self._owned.values() if not run.stream.done]
+        alone = [
+            run.stream_id for run in owned if run.stream.subscribers == 0 and not run.background
+        ]
         pairs: list[str] = []
         for subscriber, stream_id in self._remote_readers.items():
             pairs += (stream_id, subscriber)
-        reply = await self._scripts.heartbeat(
-            args=[
-                self._prefix,
-                self._worker_id,
-                round(LEASE_S * 1000),
-                self._live_ms,
-                round(LEASE_S * 1000),
-                len(owned),
-                *(run.stream_id for run in owned),
-                *pairs,
-            ]
+        reply = await self._batch.script(
+            self._scripts.heartbeat,
+            self._prefix,
+            self._worker_id,
+            round(LEASE_S * 1000),
+            self._live_ms,
+            round(LEASE_S * 1000),
+            len(owned),
+            *(run.stream_id for run in owned),
+            len(alone),
+            *alone,
+            *pairs,
         )
-        self.stored_streams, self.stored_bytes = (int(value) for value in reply[0])
-        now = time.monotonic()
-        for run, (status, remote, attached, stop) in zip(owned, reply[1:], strict=True):
-            if status == "lost":
-                self._stop(run, "error", LOST_MESSAGE)
+        self.stored_streams, self.stored_bytes = int(reply[0]), int(reply[1])
+        expires_at = time.monotonic() + self._live_ms / 1000
+        for run in owned:
+            run.expires_at = expires_at
+        for index in range(2, len(reply), 3):
+            needy = self._owned.get(reply[index])
+            what, attached = reply[index + 1], int(reply[index + 2])
+            if needy is None:
                 continue
-            run.expires_at = now + self._live_ms / 1000
-            if stop == "cancelled":
-                self._stop(run, "cancelled", "cancelled by request")
-            elif stop == "full":
-                self._stop(run, "error", BOUND_MESSAGE)
-            elif int(remote) == 0 and (int(attached) or run.attached):
-                self.no_subscribers(run)
+            if what == "lost":
+                self._stop(needy, "error", LOST_MESSAGE)
+            elif what == "cancelled":
+                self._stop(needy, "cancelled", "cancelled by request")
+            elif what == "full":
+                self._stop(needy, "error", BOUND_MESSAGE)
+            elif what == "unread" and (attached or needy.attached):
+                self.no_subscribers(needy)

@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import time
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -37,13 +39,19 @@ logger = logging.getLogger(__name__)
 
 # Events per script call (Redis runs a script to its end before anything else).
 _BATCH_EVENTS = 2048
-_TAGS = [str(index).encode() for index in range(256)]
+# At most one call per this long: at 20 tokens/s a stream has one event per call
+# anyway, so more calls would only add their fixed cost; readers on the stream's
+# own worker never wait for it.
+FLUSH_INTERVAL_S = 0.01
+# append.lua reads the integers as little-endian int32.
+_BIG_ENDIAN = sys.byteorder == "big"
+# How a stream ended, as append.lua numbers it (0: not yet).
+_REASONS = {"done": 1, "cancelled": 2, "abandoned": 3, "error": 4, "shutdown": 5}
 
 
-def _tag(tag: int, name: str) -> bytes:
-    if tag >= 0:
-        return _TAGS[tag] if tag < len(_TAGS) else str(tag).encode()
-    return b"=" + name.encode("utf-8", "replace")
+# What a stream sent: (run, last seq, templates and names known to Redis once
+# this lands, whether that was its end).
+_Sent = tuple[Owned, int, int, int, bool]
 
 
 class Writer:
@@ -88,16 +96,29 @@ class Writer:
 
     async def _run(self) -> None:
         backoff = BACKOFF_MIN_S
+        loop = asyncio.get_running_loop()
+        sent_at = 0.0
         while True:
             if not self._dirty:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            pause = sent_at + FLUSH_INTERVAL_S - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            sent_at = loop.time()
             dirty, self._dirty = self._dirty, {}
-            args, batch, left = self._build(dirty)
             try:
+                args, batch, left = self._build(dirty)
                 reply = await self._script(args=args, client=self._client)
-            except RedisError as error:
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if not isinstance(error, RedisError):  # a bug: do not retry it forever
+                    logger.exception("redis hub: writing %d streams failed", len(dirty))
+                    for run in dirty.values():
+                        self._give_up(run, "error")
+                    continue
                 now = time.monotonic()
                 for run in dirty.values():
                     self._held(run, now, error)
@@ -112,7 +133,7 @@ class Writer:
             backoff = BACKOFF_MIN_S
             failed = {reply[index]: reply[index + 1] for index in range(0, len(reply), 2)}
             now = time.monotonic()
-            for run, upto, templates, final in batch:
+            for run, upto, templates, names, final in batch:
                 status = failed.get(run.stream_id)
                 if status is not None:
                     self._give_up(run, status)
@@ -122,6 +143,7 @@ class Writer:
                     run.outage_since = None
                 run.written = upto
                 run.templates_written = templates
+                run.names_written = names
                 run.expires_at = now + self._live_s
                 if final:
                     self._done(run)
@@ -131,13 +153,17 @@ class Writer:
             for run in left:
                 self.mark(run)  # left out of this call (too many events)
 
-    def _build(
-        self, dirty: dict[str, Owned]
-    ) -> tuple[list[Any], list[tuple[Owned, int, int, bool]], list[Owned]]:
+    def _build(self, dirty: dict[str, Owned]) -> tuple[list[Any], list[_Sent], list[Owned]]:
         """The script's arguments for what ``dirty`` has new (at most ``_BATCH_EVENTS``
-        events): (args, [(run, last seq sent, templates sent, final)], runs left out)."""
-        args = list(self._head)
-        batch: list[tuple[Owned, int, int, bool]] = []
+        events), see ``append.lua``: (args, what each stream sent, streams left out).
+
+        Everything a stream sends is integers (in one array) and bytes (its id,
+        then its events' data, in one buffer): per event, two integers and a
+        slice of the log's buffer; no argument, and no text, per stream."""
+        numbers: list[int] = []
+        chunks: list[bytes | bytearray] = []
+        texts: list[str] = []
+        sent: list[_Sent] = []
         left: list[Owned] = []
         budget = _BATCH_EVENTS
         for run in dirty.values():
@@ -146,25 +172,39 @@ class Writer:
                 continue
             stream = run.stream
             log = stream.log
-            upto = min(log.last_seq, run.written + budget)
-            final = stream.done and upto == log.last_seq
-            templates = log.templates
-            new_templates = templates[run.templates_written :]
-            args += (
-                run.stream_id,
-                run.written + 1,
-                run.end_marker if final else "",
-                len(new_templates),
+            written = run.written
+            last = log.last_seq
+            upto = last if last - written <= budget else written + budget
+            final = stream.done and upto == last
+            templates, names = log.templates, log.names
+            new_templates = len(templates) - run.templates_written
+            new_names = len(names) - run.names_written
+            key = run.key
+            chunks.append(key)
+            numbers += (
+                len(key),
+                written + 1,
+                _REASONS[run.end_marker] if final else 0,
+                new_templates,
                 run.templates_written,
+                new_names,
+                run.names_written,
+                upto - written,
             )
-            for template in new_templates:
-                args += (json.dumps(list(template), ensure_ascii=False), template_size(template))
-            args.append(upto - run.written)
-            for tag, name, data in log.stored(run.written, upto):
-                args += (_tag(tag, name), data)
-            budget -= upto - run.written
-            batch.append((run, upto, len(templates), final))
-        return args, batch, left
+            if new_templates:
+                for template in templates[run.templates_written :]:
+                    texts.append(json.dumps(list(template), ensure_ascii=False))
+                    numbers.append(template_size(template))
+            if new_names:
+                texts += names[run.names_written :]
+            log.pack(written, upto, numbers, chunks)
+            budget -= upto - written
+            sent.append((run, upto, len(templates), len(names), final))
+        packed = array("i", numbers)
+        if _BIG_ENDIAN:
+            packed.byteswap()
+        args = [*self._head, len(sent), packed.tobytes(), b"".join(chunks), *texts]
+        return args, sent, left
 
     def _held(self, run: Owned, now: float, error: RedisError) -> None:
         if run.outage_since is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from backend.engines.base import ChatMessage, GenerationRequest
@@ -13,6 +13,7 @@ from backend.generation.chat import ChatCompletionGeneration, complete
 from backend.hub.base import (
     EndReason,
     Event,
+    Generation,
     Produced,
     StreamEvent,
     StreamHub,
@@ -85,6 +86,26 @@ class ScriptedGeneration:
 
     def closing_events(self, reason: EndReason, message: str) -> Sequence[Event]:
         return [("error", f'{{"reason":"{reason}"}}')]
+
+
+class Gated:
+    """A generation that produces nothing until ``gate`` is set (streams that start together)."""
+
+    def __init__(self, inner: Generation, gate: asyncio.Event) -> None:
+        self._inner = inner
+        self._gate = gate
+
+    @property
+    def templates(self) -> Sequence[Template]:
+        return self._inner.templates
+
+    async def events(self) -> AsyncIterator[Produced]:
+        await self._gate.wait()
+        async for item in self._inner.events():
+            yield item
+
+    def closing_events(self, reason: EndReason, message: str) -> Sequence[Event]:
+        return self._inner.closing_events(reason, message)
 
 
 def wire_bytes(events: Sequence[tuple[int, str, str]]) -> bytes:
@@ -175,10 +196,16 @@ class Reader:
         await self.subscription.aclose()
 
 
-async def eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    """Wait until ``condition()`` holds (polled: for state with no event to wait on)."""
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], timeout_s: float = 10.0
+) -> None:
+    """Wait until ``condition()`` holds (polled: for state with no event to wait on,
+    such as what a Redis hub's writer has landed so far)."""
     async with asyncio.timeout(timeout_s):
-        while not condition():  # noqa: ASYNC110 (nothing to await but the state itself)
+        while True:
+            holds = condition()
+            if holds if isinstance(holds, bool) else await holds:
+                return
             await asyncio.sleep(0.02)
 
 

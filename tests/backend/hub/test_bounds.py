@@ -19,6 +19,7 @@ from backend.hub.base import Fragment, StreamEvent, StreamHub, StreamNotFound
 from backend.sse import DONE
 from tests.backend.hub.conftest import Hubs
 from tests.backend.hub.helpers import (
+    Gated,
     Reader,
     assert_contiguous,
     finish_reason,
@@ -52,15 +53,21 @@ def ended_by_the_bound(events: Sequence[StreamEvent]) -> bool:
 
 async def test_finished_streams_go_first_then_the_newest_growing_one(hubs: Hubs) -> None:
     size = await stored_size(600)
-    hub = await hubs.make(max_buffered_bytes=size * 3 // 2)
+    # One whole stream fits, two do not (they cross it at about five eighths each).
+    bound = size * 5 // 4
+    hub = await hubs.make(max_buffered_bytes=bound)
     peer = await hubs.peer(hub)
     await hub.start("finished", None, generation("finished", max_tokens=32))
     await read_all(hub, "finished")
-    await hub.start("older", None, generation("older", tokens_per_s=400, max_tokens=600))
+    gate = asyncio.Event()
+    older_generation = generation("older", tokens_per_s=200, max_tokens=600)
+    await hub.start("older", None, Gated(older_generation, gate))
     older = Reader(await hub.subscribe("older", 0, None))
     # On the other worker for Redis: the bound's stop request crosses workers.
-    await peer.start("newer", None, generation("newer", tokens_per_s=400, max_tokens=600))
+    newer_generation = generation("newer", tokens_per_s=200, max_tokens=600)
+    await peer.start("newer", None, Gated(newer_generation, gate))
     newer = Reader(await peer.subscribe("newer", 0, None))
+    gate.set()
     second, first = await asyncio.gather(newer.rest(), older.rest())
     # Both together would not fit: the finished one went, then the newer one was ended...
     with pytest.raises(StreamNotFound):
@@ -72,7 +79,7 @@ async def test_finished_streams_go_first_then_the_newest_growing_one(hubs: Hubs)
     assert_contiguous(first)
     assert finish_reason(first) in {"stop", "length"}
     assert text_of(first) == await reference_text(max_tokens=600)
-    assert await hubs.stored_bytes(hub) <= size * 3 // 2
+    assert await hubs.stored_bytes(hub) <= bound
 
 
 async def test_many_streams_started_at_once_stay_within_the_bound(hubs: Hubs) -> None:
@@ -80,9 +87,12 @@ async def test_many_streams_started_at_once_stay_within_the_bound(hubs: Hubs) ->
     bound = 3 * await stored_size(tokens)
     hub = await hubs.make(max_buffered_bytes=bound)
     ids = [f"s{index}" for index in range(count)]
+    gate = asyncio.Event()
     for stream_id in ids:
-        await hub.start(stream_id, None, generation(stream_id, tokens_per_s=300, max_tokens=tokens))
+        produced = generation(stream_id, tokens_per_s=300, max_tokens=tokens)
+        await hub.start(stream_id, None, Gated(produced, gate))
     readers = [asyncio.create_task(read_all(hub, stream_id)) for stream_id in ids]
+    gate.set()
     peak = await watch_bytes(hubs, hub, readers)
     results = await asyncio.gather(*readers)
     # Within the bound, give or take the closing events of the stream being ended
