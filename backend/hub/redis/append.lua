@@ -1,5 +1,5 @@
 -- Append the events of several streams of one worker: one call per writer flush.
--- ARGV: P, worker, ttl_ms, live_ms, max_bytes, n_streams, numbers, data,
+-- ARGV: P, worker, ttl_ms, max_bytes, n_streams, numbers, data,
 --       then the new templates' JSON and new event names, stream by stream.
 -- numbers: little-endian int32s, stream by stream:
 --   id length, first_seq, end (0 = more to come, else an index into REASONS),
@@ -14,11 +14,11 @@
 -- skipped, so a retried call after a lost reply changes nothing.
 -- -> {id, status} for every stream whose status is not 'ok' ('lost', 'gap').
 local REASONS = {'done', 'cancelled', 'abandoned', 'error', 'shutdown'}
-local worker, ttl_ms, live_ms = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local max_bytes, n_streams = tonumber(ARGV[5]), tonumber(ARGV[6])
+local worker, ttl_ms = ARGV[2], tonumber(ARGV[3])
+local max_bytes, n_streams = tonumber(ARGV[4]), tonumber(ARGV[5])
 local numbers = {}
 do
-  local packed = ARGV[7]
+  local packed = ARGV[6]
   local pos, count = 1, #packed / 4
   while #numbers < count do
     local chunk = {struct.unpack(string.rep('<i4', math.min(200, count - #numbers)), packed, pos)}
@@ -26,10 +26,11 @@ do
     for _, value in ipairs(chunk) do numbers[#numbers + 1] = value end
   end
 end
-local blob = ARGV[8]
+local blob = ARGV[7]
 local at = 1 -- next number
 local offset = 1 -- next data byte
-local text = 9 -- next template or name
+local text = 8 -- next template or name
+local added = 0 -- bytes, all streams together
 local out = {}
 
 local function append_one()
@@ -99,12 +100,20 @@ local function append_one()
     end
     data_at = data_at + length
   end
-  add_bytes(id, size)
+  if tonumber(v[3]) == 0 and last > 0 then
+    -- The events key was just created: it takes the stream's deadline.
+    local ttl = redis.call('PTTL', m)
+    if ttl > 0 then redis.call('PEXPIRE', events, ttl) end
+  end
+  if size > 0 then
+    redis.call('HINCRBY', P .. 'sizes', id, size)
+    added = added + size
+  end
   if reason ~= '' then
     finish(id, last, reason, ttl_ms)
   else
+    -- The deadline is the heartbeat's to renew (every second, far inside it).
     redis.call('HSET', m, 'seq', last)
-    set_deadline(id, now_ms() + live_ms)
   end
   return id, 'ok'
 end
@@ -116,6 +125,8 @@ for _ = 1, n_streams do
     out[#out + 1] = status
   end
 end
+
+if added > 0 then redis.call('INCRBY', P .. 'bytes', added) end
 
 -- The byte bound, held while streams grow: evict finished streams, oldest
 -- first; if that is not enough, end the newest live stream (its worker is

@@ -25,6 +25,7 @@ from backend.hub.log import EventLog
 from backend.hub.redis.batch import Batcher
 from backend.hub.redis.connection import (
     COMMAND_TIMEOUT_S,
+    RETRY_S,
     Scripts,
     command_client,
     dedicated_client,
@@ -76,7 +77,7 @@ class RedisHub:
         self._ttl_ms = max(1, round(stream_ttl_s * 1000))
         live_ms = round(max(stream_ttl_s, _LIVE_LEASE_S) * 1000)
         self._live_s = live_ms / 1000
-        self._outage_budget_s = max(resume_grace_s, 2.0)
+        self._outage_budget_s = max(resume_grace_s, RETRY_S)
         self._max_streams = max_streams
         self._max_bytes = max_buffered_bytes
         self.worker_id = uuid.uuid4().hex

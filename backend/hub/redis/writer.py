@@ -71,12 +71,13 @@ class Writer:
     ) -> None:
         self._client = client
         self._script = script
-        self._head: list[Any] = [prefix, worker_id, ttl_ms, live_ms, max_bytes]
+        self._head: list[Any] = [prefix, worker_id, ttl_ms, max_bytes]
         self._live_s = live_ms / 1000
         self._on_flushed = on_flushed
         self._on_lost = on_lost
         self._on_outage = on_outage
-        self._dirty: dict[str, Owned] = {}
+        # Streams with something new, in the order they got it (a dict as an ordered set).
+        self._dirty: dict[Owned, None] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -84,7 +85,7 @@ class Writer:
         """``run`` has something new to write. The runner's ``on_append`` hook: called
         for every event, so it only notes the stream."""
         if run.writable:
-            self._dirty[run.stream_id] = run
+            self._dirty[run] = None
             self._wake.set()
 
     def start(self) -> None:
@@ -116,17 +117,14 @@ class Writer:
             except Exception as error:
                 if not isinstance(error, RedisError):  # a bug: do not retry it forever
                     logger.exception("redis hub: writing %d streams failed", len(dirty))
-                    for run in dirty.values():
+                    for run in dirty:
                         self._give_up(run, "error")
                     continue
                 now = time.monotonic()
-                for run in dirty.values():
+                for run in dirty:
                     self._held(run, now, error)
                 # Back in front, in order, before whatever arrived meanwhile.
-                self._dirty = {
-                    **{key: run for key, run in dirty.items() if run.writable},
-                    **self._dirty,
-                }
+                self._dirty = {**{run: None for run in dirty if run.writable}, **self._dirty}
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
@@ -153,7 +151,7 @@ class Writer:
             for run in left:
                 self.mark(run)  # left out of this call (too many events)
 
-    def _build(self, dirty: dict[str, Owned]) -> tuple[list[Any], list[_Sent], list[Owned]]:
+    def _build(self, dirty: dict[Owned, None]) -> tuple[list[Any], list[_Sent], list[Owned]]:
         """The script's arguments for what ``dirty`` has new (at most ``_BATCH_EVENTS``
         events), see ``append.lua``: (args, what each stream sent, streams left out).
 
@@ -166,7 +164,7 @@ class Writer:
         sent: list[_Sent] = []
         left: list[Owned] = []
         budget = _BATCH_EVENTS
-        for run in dirty.values():
+        for run in dirty:
             if budget <= 0:
                 left.append(run)
                 continue
@@ -231,5 +229,5 @@ class Writer:
 
     def _done(self, run: Owned) -> None:
         run.writable = False
-        self._dirty.pop(run.stream_id, None)
+        self._dirty.pop(run, None)
         run.flushed.set()
