@@ -9,11 +9,11 @@ Memory is bounded at all times, not only at admission
   (``HubFull``, 503) if the bounds still do not allow it;
 - while generations run, every produced event that takes the total past the
   bound evicts finished streams, oldest first, and if that is not enough,
-  ends the newest growing stream with the generation's error ending (an
-  in-band error event, then the dialect's terminal event). Only one stream
-  is being ended for the bound at a time, and its closing events are not
-  held against it, so the total stays within the bound plus one stream's
-  closing events.
+  ends the newest growing streams (as many as it takes for what they hold to
+  cover the excess) with the generation's error ending (an in-band error
+  event, then the dialect's terminal event); once ended they are evicted in
+  turn. The total can pass the bound only by what the streams being ended
+  add before their cancellation lands, and their closing events.
 An evicted stream answers 404 to a resume; readers already attached keep
 reading it (they hold it), and its memory goes with the last of them.
 """
@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 class _Stream(Run):
     grace_timer: asyncio.TimerHandle | None = None
     expiry_timer: asyncio.TimerHandle | None = None
+    bound_bytes: int = 0  # what it held when the byte bound ended it
 
 
 def _not_found(stream_id: str) -> StreamNotFound:
@@ -69,6 +70,8 @@ class MemoryHub:
         self._streams: dict[str, _Stream] = {}
         self._finished: dict[str, _Stream] = {}
         self._buffered_bytes = 0
+        # Bytes held by the streams the bound is ending (evicted once they have).
+        self._ending_bytes = 0
         self._ticker = Ticker(keepalive_s)
         self._runner: Runner[_Stream] = Runner(
             on_append=self._appended, on_finish=self._finished_run, on_end=on_end
@@ -167,26 +170,28 @@ class MemoryHub:
 
     def _enforce_bound(self) -> None:
         """Over the byte bound while generating: evict finished streams, oldest
-        first; if that is not enough, end the newest growing stream."""
+        first; if that is not enough, end the newest growing streams, as many as
+        it takes for what they hold to cover the excess (they go once ended)."""
         while self._finished and self._buffered_bytes > self._max_bytes:
             self._drop(next(iter(self._finished.values())))
-        if self._buffered_bytes <= self._max_bytes:
-            return
         for stream in reversed(self._streams.values()):
-            if stream.stream.done:
+            if self._buffered_bytes - self._ending_bytes <= self._max_bytes:
+                return
+            if stream.stream.done or stream.stopping:
                 continue
-            if stream.stopping:
-                return  # already on its way out: one at a time
             logger.warning(
                 "stream %s ended: %d bytes buffered, over max_buffered_bytes %d",
                 stream.stream_id,
                 self._buffered_bytes,
                 self._max_bytes,
             )
+            stream.bound_bytes = stream.stream.log.size
+            self._ending_bytes += stream.bound_bytes
             self._runner.stop(stream, "error", BOUND_MESSAGE)
-            return
 
     def _finished_run(self, stream: _Stream) -> None:
+        self._ending_bytes -= stream.bound_bytes
+        stream.bound_bytes = 0
         if self._streams.get(stream.stream_id) is not stream:
             return  # deleted or evicted while it ended
         self._finished[stream.stream_id] = stream

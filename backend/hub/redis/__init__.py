@@ -35,7 +35,9 @@ Keys (``P`` = key prefix, default ``ssechat``; ``{id}`` = stream id)
 - ``P:streams``: sorted set, stream id → expiry deadline (ms), the index the
   bounds and the pruning use; ``P:started``: live stream → start time (the
   byte bound ends the newest); ``P:finished``: stream id → finish time (ms),
-  the eviction order; ``P:sizes`` (hash id → bytes) and ``P:bytes`` (total).
+  the eviction order; ``P:sizes`` (hash id → bytes) and ``P:bytes`` (total);
+  ``P:ending`` (hash: the live streams the byte bound is ending → the bytes
+  each held then) and ``P:ending_bytes`` (their total).
 - ``P:worker:{wid}``: a worker's liveness key (``PX`` lease), and, as a
   pub/sub channel of the same name, its control channel (``signals.py``).
   ``P:wake:{wid}``: a one-entry stream that interrupts its shared XREAD.

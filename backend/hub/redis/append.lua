@@ -129,21 +129,32 @@ end
 if added > 0 then redis.call('INCRBY', P .. 'bytes', added) end
 
 -- The byte bound, held while streams grow: evict finished streams, oldest
--- first; if that is not enough, end the newest live stream (its worker is
--- told; one such stream at a time).
+-- first; if that is not enough, end the newest live streams, as many as it
+-- takes for what they hold to cover the excess (their workers are told; they
+-- are evicted in turn once ended). P:ending holds what each held when picked.
 if total_bytes() > max_bytes then
   while total_bytes() > max_bytes do
     local oldest = redis.call('ZRANGE', P .. 'finished', 0, 0)
     if #oldest == 0 then break end
     drop(oldest[1])
   end
-  if total_bytes() > max_bytes then
-    for _, id in ipairs(redis.call('ZREVRANGE', P .. 'started', 0, 0)) do
+  local pending = tonumber(redis.call('GET', P .. 'ending_bytes') or '0')
+  local from = 0
+  while total_bytes() - pending > max_bytes do
+    local newest = redis.call('ZREVRANGE', P .. 'started', from, from + 49)
+    if #newest == 0 then break end
+    from = from + 50
+    for _, id in ipairs(newest) do
+      if total_bytes() - pending <= max_bytes then break end
       local m = skey(id, 'meta')
       local s = redis.call('HMGET', m, 'state', 'worker', 'cancel')
       if s[1] == 'live' and (not s[3] or s[3] == '') then
+        local held = tonumber(redis.call('HGET', P .. 'sizes', id) or '0')
         redis.call('HSET', m, 'cancel', 'full')
         redis.call('PUBLISH', P .. 'worker:' .. s[2], 'full ' .. id)
+        redis.call('HSET', P .. 'ending', id, held)
+        redis.call('INCRBY', P .. 'ending_bytes', held)
+        pending = pending + held
       end
     end
   end

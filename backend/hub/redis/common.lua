@@ -26,7 +26,17 @@ end
 
 local function total_bytes() return tonumber(redis.call('GET', P .. 'bytes') or '0') end
 
+-- A stream the byte bound is ending no longer counts as being ended.
+local function ended(id)
+  local held = redis.call('HGET', P .. 'ending', id)
+  if held then
+    redis.call('HDEL', P .. 'ending', id)
+    redis.call('DECRBY', P .. 'ending_bytes', held)
+  end
+end
+
 local function drop(id)
+  ended(id)
   local size = tonumber(redis.call('HGET', P .. 'sizes', id) or '0')
   if size > 0 then redis.call('DECRBY', P .. 'bytes', size) end
   redis.call('HDEL', P .. 'sizes', id)
@@ -62,6 +72,7 @@ end
 
 -- The stream has its last event (seq last): the end marker last-1, state done.
 local function finish(id, last, reason, ttl_ms)
+  ended(id)
   local now = now_ms()
   redis.call('XADD', skey(id, 'events'), last .. '-1', 'end', reason)
   redis.call('HSET', skey(id, 'meta'), 'seq', last, 'state', 'done')
