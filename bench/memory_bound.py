@@ -9,6 +9,11 @@ store's own count) and reports the peak against the bound, how many streams
 ran to their end and how many were ended by the bound (an error event naming
 ``SSECHAT_MAX_BUFFERED_BYTES``, then ``[DONE]``), and the server's RSS.
 
+It also prints what one 200-token Chat Completions stream (203 events) takes
+in the hub's compact ``EventLog`` (buffers, tags, offsets, names, template)
+against the same events kept as whole payload strings in a list of
+``(name, payload)`` tuples, as the hub kept them before.
+
 ``python -m bench.memory_bound --streams 30,120 [--hub redis --workers 2]``
 """
 
@@ -140,6 +145,49 @@ def run_one(streams: int, *, hub: str, workers: int) -> dict[str, Any]:
     }
 
 
+def log_sizes() -> dict[str, int]:
+    """Bytes one 200-token chat stream takes: compact log against whole payloads."""
+    from backend.engines.base import ChatMessage, GenerationRequest
+    from backend.engines.simulated import SimulatedEngine
+    from backend.generation.chat import ChatCompletionGeneration
+    from backend.hub.base import expand
+    from backend.hub.log import EventLog
+
+    async def produce() -> tuple[int, int, int]:
+        request = GenerationRequest(
+            messages=(ChatMessage("user", "A long answer, please."),),
+            model="ssechat-simulated",
+            max_tokens=200,
+            seed=3,
+        )
+        engine = SimulatedEngine(tokens_per_s=0, fill_max_tokens=True)
+        generation = ChatCompletionGeneration(
+            deltas=engine.stream(request),
+            model=request.model,
+            completion_id="chatcmpl-" + "0" * 32,
+            include_usage=False,
+        )
+        log = EventLog(generation.templates)
+        whole = []
+        async for item in generation.events():
+            log.append(item)
+            whole.append(expand(generation.templates, item))
+        log.freeze()
+        compact = sum(
+            sys.getsizeof(part)
+            for part in (log, log._data, log._tags, log._ends, log.names, log._name_index)
+        )
+        compact += sum(sys.getsizeof(text) for template in log.templates for text in template)
+        compact += sys.getsizeof(log.templates) + sum(sys.getsizeof(t) for t in log.templates)
+        whole_bytes = sys.getsizeof(whole) + sum(
+            sys.getsizeof(event) + sys.getsizeof(event[1]) for event in whole
+        )
+        return len(log), compact, whole_bytes
+
+    events, compact, whole_bytes = asyncio.run(produce())
+    return {"events": events, "compact_bytes": compact, "whole_payload_bytes": whole_bytes}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--streams", default="30,120")
@@ -148,13 +196,16 @@ def main() -> None:
     parser.add_argument("--out")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    sizes = log_sizes()
+    logger.info("one stream's events: %s", json.dumps(sizes))
     runs = []
     for streams in (int(item) for item in args.streams.split(",") if item):
         result = run_one(streams, hub=args.hub, workers=args.workers)
         logger.info("%s", json.dumps(result))
         runs.append(result)
     out = Path(args.out) if args.out else RESULTS / f"memory_bound-{args.hub}.json"
-    write_json(out, {"runs": runs, "finished_at": time.time()})
+    write_json(out, {"log_sizes": sizes, "runs": runs, "finished_at": time.time()})
 
 
 if __name__ == "__main__":

@@ -150,3 +150,22 @@ def test_log_size_counts_utf8_bytes_once_per_template() -> None:
     assert log.size == template_bytes + len('"€"'.encode()) + len(b"ev") + len("ü".encode())
     log.freeze()
     assert log.read(0)[1] == StreamEvent(2, "ev", "ü")
+
+
+async def test_a_fragment_of_a_template_never_given_ends_the_stream_with_an_error(
+    hubs: Hubs,
+) -> None:
+    hub = await hubs.make()
+    bad = ScriptedGeneration(
+        [("", '{"role":"assistant"}'), Fragment(0, '"ok"'), Fragment(3, '"nope"')],
+        templates=[CHUNK],
+    )
+    await hub.start("c1", None, bad)
+    events = await read_all(await hubs.peer(hub), "c1")
+    assert [event.data for event in events] == [
+        '{"role":"assistant"}',
+        CHUNK.prefix + '"ok"' + CHUNK.suffix,
+        '{"reason":"error"}',
+    ]
+    assert events[-1].event == "error"
+    assert hubs.ends.reasons == ["error"]
