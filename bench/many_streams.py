@@ -15,6 +15,13 @@ time and RSS from /proc; memory per stream = (peak RSS - RSS before the
 connections opened) / N, buffered finished streams included.
 
 ``python -m bench.many_streams --n 500,1000,2000 [--workers 2 --hub redis]``
+
+``--compare`` runs, for each N, one memory-hub worker (pinned to core 0) and
+two Redis-hub workers (both cores) back to back, in alternating order, and
+writes both with the ratio of their CPU per event (the redis-server's own
+CPU is reported apart, per event too). ``--capacity`` then looks for the
+largest N each of them carries at p99 lateness < 50 ms (N grows by a quarter
+until p99 breaks it, then one bisection).
 """
 
 from __future__ import annotations
@@ -278,6 +285,8 @@ class RunResult:
     rss_peak_mb: float
     kb_per_open_stream: float
     kb_per_stream_peak: float
+    # The redis-server's CPU (not in the server figures above), per delivered event.
+    redis_cpu_us_per_event: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -310,6 +319,7 @@ def run_one(
         with server:
             time.sleep(0.5 if workers == 1 else 2.0)  # workers finish booting
             pids = server.pids()
+            redis_sampler = Sampler([redis.pid] if redis is not None else [], interval_s=1.0)
             with Sampler(pids, interval_s=0.1) as sampler:
                 rss_before = sampler.snapshot().rss
                 client = subprocess.Popen(
@@ -337,17 +347,20 @@ def run_one(
                 )
                 assert client.stdout is not None
                 rss_connected = 0
+                redis_start = redis_sampler.snapshot()
                 result: dict[str, Any] | None = None
                 cpu_start: Sample | None = None
                 for line in client.stdout:
                     if line.startswith("CONNECTED"):
                         time.sleep(0.2)
                         cpu_start = sampler.snapshot()
+                        redis_start = redis_sampler.snapshot()
                         rss_connected = cpu_start.rss
                     elif line.startswith("RESULT "):
                         result = json.loads(line[len("RESULT ") :])
                 client.wait(timeout=30)
                 cpu_end = sampler.snapshot()
+                redis_end = redis_sampler.snapshot()
             if result is None or cpu_start is None:
                 raise RuntimeError(f"load generator failed (exit {client.returncode})")
     finally:
@@ -356,6 +369,7 @@ def run_one(
             redis.wait(timeout=10)
     cpu_percent, wait_percent = usage_between(cpu_start, cpu_end)
     per_event = (cpu_end.cpu_s - cpu_start.cpu_s) / max(int(result["events"]), 1)
+    redis_per_event = (redis_end.cpu_s - redis_start.cpu_s) / max(int(result["events"]), 1)
     peak = sampler.peak_rss
     # RSS while all N streams were open (none finished yet): the cost of an open
     # stream, before finished streams pile up in the hub for its resume TTL.
@@ -391,6 +405,7 @@ def run_one(
         rss_peak_mb=peak / 2**20,
         kb_per_open_stream=(all_open - rss_before) / 1024 / n if all_open else float("nan"),
         kb_per_stream_peak=(peak - rss_before) / 1024 / n,
+        redis_cpu_us_per_event=redis_per_event * 1e6,
         notes=notes,
     )
 
@@ -454,6 +469,96 @@ def run(
     return {"rate": RATE, "ramp_s": ramp_s, "runs": runs, "finished_at": time.time()}
 
 
+# The configurations --compare puts side by side: (workers, hub, server cores). One
+# Redis worker on core 0 is the hub's own cost next to the memory hub's, under the
+# same conditions; two Redis workers are the scale-out (on a machine with two cores
+# they share them with the load generator and the redis-server).
+CONFIGS = [(1, "memory", "0"), (1, "redis", "0"), (2, "redis", "0,1")]
+CAPACITY_CONFIGS = [CONFIGS[0], CONFIGS[2]]
+GOAL_P99_MS = 50.0
+
+
+def _run_config(
+    n: int, workers: int, hub: str, cpus: str, *, seed: int, tokens: int, ramp_s: float
+) -> dict[str, Any]:
+    result = run_one(
+        n, seed=seed, tokens=tokens, ramp_s=ramp_s, workers=workers, hub=hub, server_cpus=cpus
+    )
+    late = result.client["lateness_ms"]
+    logger.info(
+        "N=%d %d %s: p50 %.1f ms p99 %.1f ms, %.0f us cpu/event (+%.0f redis-server), "
+        "%.1f KB/open stream, run-queue wait %.0f%%, completed %d",
+        n,
+        workers,
+        hub,
+        late["p50"],
+        late["p99"],
+        result.server_cpu_us_per_event,
+        result.redis_cpu_us_per_event,
+        result.kb_per_open_stream,
+        result.server_wait_percent,
+        result.client["completed"],
+    )
+    return asdict(result)
+
+
+def compare(ns: list[int], *, ramp_s: float, repeat: int = 1) -> dict[str, Any]:
+    """Every configuration in ``CONFIGS`` for each N, back to back (order rotating)."""
+    seed, tokens = longest_seed()
+    rows = []
+    for round_index in range(repeat):
+        for index, n in enumerate(ns):
+            shift = (index + round_index) % len(CONFIGS)
+            runs = {
+                f"{workers}-{hub}": _run_config(
+                    n, workers, hub, cpus, seed=seed, tokens=tokens, ramp_s=ramp_s
+                )
+                for workers, hub, cpus in CONFIGS[shift:] + CONFIGS[:shift]
+            }
+            base = runs["1-memory"]["server_cpu_us_per_event"]
+            ratios = {
+                name: run["server_cpu_us_per_event"] / base
+                for name, run in runs.items()
+                if name != "1-memory"
+            }
+            rows.append({"n": n, "round": round_index, "runs": runs, "cpu_ratio": ratios})
+            logger.info("N=%d: CPU per event against the memory hub: %s", n, ratios)
+    return {"rate": RATE, "ramp_s": ramp_s, "rows": rows, "finished_at": time.time()}
+
+
+def _carries(
+    n: int, config: tuple[int, str, str], tried: list[dict[str, Any]], **options: Any
+) -> bool:
+    workers, hub, cpus = config
+    run = _run_config(n, workers, hub, cpus, **options)
+    tried.append(run)
+    carried = run["client"]["completed"] == n
+    return carried and float(run["client"]["lateness_ms"]["p99"]) < GOAL_P99_MS
+
+
+def capacity(start: int, *, ramp_s: float) -> dict[str, Any]:
+    """The largest N each configuration carries at p99 lateness < GOAL_P99_MS."""
+    seed, tokens = longest_seed()
+    options = {"seed": seed, "tokens": tokens, "ramp_s": ramp_s}
+    found: dict[str, Any] = {}
+    for config in CAPACITY_CONFIGS:
+        tried: list[dict[str, Any]] = []
+        good, bad = 0, start
+        while _carries(bad, config, tried, **options):
+            good, bad = bad, bad * 5 // 4
+        while bad - good > max(25, good // 10):
+            middle = (good + bad) // 2
+            if _carries(middle, config, tried, **options):
+                good = middle
+            else:
+                bad = middle
+        found[f"{config[0]}-{config[1]}"] = {"streams": good, "runs": tried}
+        logger.info("%s carries %d streams at p99 < %.0f ms", config[:2], good, GOAL_P99_MS)
+    memory, redis = found["1-memory"]["streams"], found["2-redis"]["streams"]
+    found["ratio"] = redis / memory if memory else float("nan")
+    return {"rate": RATE, "ramp_s": ramp_s, "capacity": found, "finished_at": time.time()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -468,6 +573,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--hub", choices=["memory", "redis"], default="memory")
     parser.add_argument("--backend-root", type=Path, help="run ours from a patched copy")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="memory hub (1 worker) and Redis hub (2 workers) side by side for each N",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="--compare: rounds over the Ns")
+    parser.add_argument(
+        "--capacity",
+        type=int,
+        metavar="N",
+        help="find the streams each carries at p99 < 50 ms, starting from N",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.command == "client":
@@ -475,6 +592,16 @@ def main() -> None:
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     ns = [int(item) for item in args.n.split(",") if item]
+    if args.capacity:
+        write_json(
+            args.out or RESULTS / "many_streams-capacity.json",
+            capacity(args.capacity, ramp_s=args.ramp),
+        )
+        return
+    if args.compare:
+        result = compare(ns, ramp_s=args.ramp, repeat=args.repeat)
+        write_json(args.out or RESULTS / "many_streams-compare.json", result)
+        return
     root = args.backend_root.resolve() if args.backend_root else None
     result = run(ns, ramp_s=args.ramp, workers=args.workers, hub=args.hub, backend_root=root)
     out = args.out or RESULTS / f"many_streams-w{args.workers}-{args.hub}.json"

@@ -66,7 +66,9 @@ class Generation(Protocol):
     def templates(self) -> Sequence[Template]:
         """Payload templates the ``Fragment``s refer to. Append-only: it may grow
         while events are produced, and a fragment only refers to a template
-        added before it was yielded."""
+        added before it was yielded (else the hub ends the stream with the
+        generation's "error" closing events). Each stream keeps its templates
+        once, with the stream (in Redis too)."""
         ...
 
     def events(self) -> AsyncIterator[Produced]:

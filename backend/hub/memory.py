@@ -1,114 +1,48 @@
 """The in-process hub: the embedded default, for one worker.
 
-Each stream keeps its events in a list (index = seq - 1) and one shared
-future that every waiting subscriber awaits; appending resolves it, so a
-burst of events wakes each subscriber once and it takes the whole burst as
-one batch (one socket write instead of one per event).
+Each stream is a ``LocalStream`` (its events in a compact ``EventLog``) fed
+by the shared runner; readers are ``LocalSubscription`` cursors into it.
+
+Memory is bounded at all times, not only at admission
+(``max_buffered_bytes`` counts the bytes the logs store):
+- a new stream first evicts finished streams, oldest first, and is refused
+  (``HubFull``, 503) if the bounds still do not allow it;
+- while generations run, every produced event that takes the total past the
+  bound evicts finished streams, oldest first, and if that is not enough,
+  ends the newest growing streams (as many as it takes for what they hold to
+  cover the excess) with the generation's error ending (an in-band error
+  event, then the dialect's terminal event); once ended they are evicted in
+  turn. The total can pass the bound only by what the streams being ended
+  add before their cancellation lands, and their closing events.
+An evicted stream answers 404 to a resume; readers already attached keep
+reading it (they hold it), and its memory goes with the last of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from backend.hub.base import (
-    EndReason,
-    Event,
-    Generation,
-    HubFull,
-    StreamEvent,
-    StreamNotFound,
-    expand,
-)
+from backend.hub.base import EndReason, Generation, HubFull, StreamNotFound
+from backend.hub.local import LocalStream, LocalSubscription, Ticker
+from backend.hub.log import EventLog
+from backend.hub.runner import BOUND_MESSAGE, Run, Runner
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
-class _Stream:
-    stream_id: str
-    owner: str | None
-    background: bool = False  # runs on without readers
-    # Payloads only (seq = index + 1): a list of str while live, a tuple once
-    # finished. Kept for stream_ttl_s, so they must cost the cyclic GC nothing:
-    # a tuple holding only str is untracked after one pass, while one small
-    # object per event made full collections a quarter of the server's CPU.
-    events: list[Event] | tuple[Event, ...] = field(default_factory=list)
-    size_bytes: int = 0
-    done: bool = False
-    subscribers: int = 0
-    end_reason: EndReason | None = None
-    end_message: str = ""
-    task: asyncio.Task[None] | None = None
-    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+class _Stream(Run):
     grace_timer: asyncio.TimerHandle | None = None
     expiry_timer: asyncio.TimerHandle | None = None
-    finished_at: float = 0.0
-
-    def wait_for_more(self) -> asyncio.Future[None]:
-        # One future per waiting reader: a reader that goes away cancels only
-        # its own, so no shield is needed.
-        waiter = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        return waiter
-
-    def wake(self) -> None:
-        waiters, self.waiters = self.waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+    bound_bytes: int = 0  # what it held when the byte bound ended it
 
 
-class MemorySubscription:
-    """One reader's cursor over a stream; iterate for batches, ``aclose`` to detach."""
-
-    def __init__(self, hub: MemoryHub, stream: _Stream, after: int) -> None:
-        self._hub = hub
-        self._stream = stream
-        self._cursor = after
-        self._closed = False
-
-    def __aiter__(self) -> AsyncIterator[Sequence[StreamEvent]]:
-        return self._batches()
-
-    async def _batches(self) -> AsyncIterator[Sequence[StreamEvent]]:
-        stream = self._stream
-        keepalive_s = self._hub.keepalive_s
-        loop = asyncio.get_running_loop()
-        self._hub._ensure_ticker()
-        last_sent = loop.time()
-        try:
-            while True:
-                events = stream.events
-                if self._cursor < len(events):
-                    start = self._cursor
-                    self._cursor = len(events)
-                    yield [
-                        StreamEvent(seq, name, data)
-                        for seq, (name, data) in enumerate(events[start:], start + 1)
-                    ]
-                    last_sent = loop.time()
-                    continue
-                if stream.done:
-                    return
-                if loop.time() - last_sent >= keepalive_s:
-                    yield ()
-                    last_sent = loop.time()
-                    continue
-                # No timer per wait (that cost 10–19% of CPU at 20 tokens/s): the
-                # hub's ticker wakes idle readers now and then, and the check
-                # above turns a long enough silence into a keep-alive.
-                await stream.wait_for_more()
-        finally:
-            await self.aclose()
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._hub._detach(self._stream)
+def _not_found(stream_id: str) -> StreamNotFound:
+    # A foreign stream looks exactly like a missing one: ids are not an oracle.
+    return StreamNotFound(f"No stream {stream_id!r} (unknown, expired, or not yours).")
 
 
 class MemoryHub:
@@ -131,15 +65,22 @@ class MemoryHub:
         self._grace_s = resume_grace_s
         self._max_streams = max_streams
         self._max_bytes = max_buffered_bytes
-        self._on_end = on_end
+        # Every stored stream in start order, and the finished ones in finish
+        # order (the eviction order).
         self._streams: dict[str, _Stream] = {}
+        self._finished: dict[str, _Stream] = {}
         self._buffered_bytes = 0
-        self._ticker: asyncio.Task[None] | None = None
+        # Bytes held by the streams the bound is ending (evicted once they have).
+        self._ending_bytes = 0
+        self._ticker = Ticker(keepalive_s)
+        self._runner: Runner[_Stream] = Runner(
+            on_append=self._appended, on_finish=self._finished_run, on_end=on_end
+        )
 
     # -- bookkeeping visible to metrics and tests -------------------------------------------
     @property
     def live_streams(self) -> int:
-        return sum(1 for stream in self._streams.values() if not stream.done)
+        return len(self._streams) - len(self._finished)
 
     @property
     def stored_streams(self) -> int:
@@ -158,50 +99,41 @@ class MemoryHub:
         *,
         background: bool = False,
     ) -> None:
-        self._make_room()
         if stream_id in self._streams:
             raise ValueError(f"stream id {stream_id} already exists")
-        stream = _Stream(stream_id=stream_id, owner=owner, background=background)
-        self._streams[stream_id] = stream
-        stream.task = asyncio.create_task(
-            self._produce(stream, generation), name=f"generation {stream_id}"
+        self._make_room()
+        stream = _Stream(
+            LocalStream(stream_id, EventLog()), generation, owner, background=background
         )
-        # A task cancelled before its first step never runs its body (no
-        # except/finally), e.g. a cancel or shutdown right after start: end
-        # the stream from outside then, or its readers would wait forever.
-        stream.task.add_done_callback(lambda _task: self._settle(stream, generation))
+        self._streams[stream_id] = stream
+        self._runner.launch(stream)
 
-    async def subscribe(self, stream_id: str, after: int, owner: str | None) -> MemorySubscription:
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.owner != owner:
-            # A foreign stream looks exactly like a missing one: ids are not an oracle.
-            raise StreamNotFound(f"No stream {stream_id!r} (unknown, expired, or not yours).")
-        stream.subscribers += 1
+    async def subscribe(self, stream_id: str, after: int, owner: str | None) -> LocalSubscription:
+        stream = self._owned(stream_id, owner)
         if stream.grace_timer is not None:
             stream.grace_timer.cancel()
             stream.grace_timer = None
         # Not clamped: a reader ahead of the stream waits for the events after
         # the one it claims, and gets nothing if the stream ends first.
-        return MemorySubscription(self, stream, max(after, 0))
+        return LocalSubscription(
+            stream.stream,
+            max(after, 0),
+            ticker=self._ticker,
+            on_close=lambda: self._detached(stream),
+        )
 
     async def cancel(self, stream_id: str, owner: str | None) -> bool:
-        stream = self._owned_stream(stream_id, owner)
-        if stream.done:
+        stream = self._owned(stream_id, owner)
+        if stream.stream.done:
             return False
-        await self._stop(stream, "cancelled", "cancelled by request")
+        await self._runner.stop_and_wait(stream, "cancelled", "cancelled by request")
         return True
 
     async def delete(self, stream_id: str, owner: str | None) -> None:
-        stream = self._owned_stream(stream_id, owner)
-        await self._stop(stream, "cancelled", "deleted by request")
+        stream = self._owned(stream_id, owner)
+        await self._runner.stop_and_wait(stream, "cancelled", "deleted by request")
         if self._streams.get(stream_id) is stream:
             self._drop(stream)
-
-    def _owned_stream(self, stream_id: str, owner: str | None) -> _Stream:
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.owner != owner:
-            raise StreamNotFound(f"No stream {stream_id!r} (unknown, expired, or not yours).")
-        return stream
 
     async def readiness(self) -> str | None:
         return None  # in-process: nothing to reach
@@ -211,16 +143,12 @@ class MemoryHub:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
+        self._ticker.close()
         tasks = []
         for stream in list(self._streams.values()):
             if stream.task is not None and not stream.task.done():
-                if stream.end_reason is None:
-                    stream.end_reason = "shutdown"
-                    stream.end_message = "server shutting down"
-                stream.task.cancel()
                 tasks.append(stream.task)
+                self._runner.stop(stream, "shutdown", "server shutting down")
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         for stream in self._streams.values():
@@ -229,65 +157,44 @@ class MemoryHub:
                     timer.cancel()
 
     # -- internals ------------------------------------------------------------------------
-    def _ensure_ticker(self) -> None:
-        if self._ticker is None or self._ticker.done():
-            self._ticker = asyncio.create_task(self._tick(), name="memory hub keep-alive ticker")
+    def _owned(self, stream_id: str, owner: str | None) -> _Stream:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.owner != owner:
+            raise _not_found(stream_id)
+        return stream
 
-    async def _tick(self) -> None:
-        """Wake idle readers a few times per keep-alive interval (one timer per hub)."""
-        period = min(1.0, self.keepalive_s / 4)
-        while True:
-            await asyncio.sleep(period)
-            for stream in list(self._streams.values()):
-                if stream.waiters:
-                    stream.wake()
-
-    def _append(self, stream: _Stream, event: Event) -> None:
-        assert isinstance(stream.events, list), "append to a finished stream"
-        stream.events.append(event)
-        # Bytes as written (UTF-8), not characters: the bound is on memory.
-        data = event[1]
-        size = len(event[0]) + (
-            len(data) if data.isascii() else len(data.encode("utf-8", "replace"))
-        )
-        stream.size_bytes += size
+    def _appended(self, stream: _Stream, size: int, produced: bool) -> None:
         self._buffered_bytes += size
-        stream.wake()
+        if produced and self._buffered_bytes > self._max_bytes:
+            self._enforce_bound()
 
-    async def _produce(self, stream: _Stream, generation: Generation) -> None:
-        try:
-            templates = generation.templates
-            async for item in generation.events():
-                self._append(stream, expand(templates, item))
-        except asyncio.CancelledError:
-            reason = stream.end_reason or "shutdown"
-            self._close_early(stream, generation, reason, stream.end_message or reason)
-        except Exception as error:  # the generation already turns engine faults into events
-            logger.exception("generation %s failed", stream.stream_id)
-            self._close_early(stream, generation, "error", str(error) or type(error).__name__)
-        finally:
-            self._finish(stream)
+    def _enforce_bound(self) -> None:
+        """Over the byte bound while generating: evict finished streams, oldest
+        first; if that is not enough, end the newest growing streams, as many as
+        it takes for what they hold to cover the excess (they go once ended)."""
+        while self._finished and self._buffered_bytes > self._max_bytes:
+            self._drop(next(iter(self._finished.values())))
+        for stream in reversed(self._streams.values()):
+            if self._buffered_bytes - self._ending_bytes <= self._max_bytes:
+                return
+            if stream.stream.done or stream.stopping:
+                continue
+            logger.warning(
+                "stream %s ended: %d bytes buffered, over max_buffered_bytes %d",
+                stream.stream_id,
+                self._buffered_bytes,
+                self._max_bytes,
+            )
+            stream.bound_bytes = stream.stream.log.size
+            self._ending_bytes += stream.bound_bytes
+            self._runner.stop(stream, "error", BOUND_MESSAGE)
 
-    def _settle(self, stream: _Stream, generation: Generation) -> None:
-        if not stream.done:  # cancelled before it ever ran
-            reason = stream.end_reason or "shutdown"
-            self._close_early(stream, generation, reason, stream.end_message or reason)
-            self._finish(stream)
-
-    def _close_early(
-        self, stream: _Stream, generation: Generation, reason: EndReason, message: str
-    ) -> None:
-        for event in generation.closing_events(reason, message):
-            self._append(stream, event)
-        if self._on_end is not None:
-            self._on_end(reason)
-
-    def _finish(self, stream: _Stream) -> None:
-        stream.done = True
-        stream.events = tuple(stream.events)
-        stream.task = None  # a finished task keeps its coroutine frame alive
-        stream.finished_at = time.monotonic()
-        stream.wake()
+    def _finished_run(self, stream: _Stream) -> None:
+        self._ending_bytes -= stream.bound_bytes
+        stream.bound_bytes = 0
+        if self._streams.get(stream.stream_id) is not stream:
+            return  # deleted or evicted while it ended
+        self._finished[stream.stream_id] = stream
         if stream.grace_timer is not None:
             stream.grace_timer.cancel()
             stream.grace_timer = None
@@ -295,22 +202,8 @@ class MemoryHub:
             self._ttl_s, self._expire, stream
         )
 
-    async def _stop(self, stream: _Stream, reason: EndReason, message: str) -> None:
-        task = stream.task
-        if task is None or task.done():
-            return
-        if stream.end_reason is None:  # the first reason given wins
-            stream.end_reason = reason
-            stream.end_message = message
-        task.cancel()
-        # Wait so the caller observes a finished stream (closing events appended).
-        # ``wait`` neither re-raises the task's own cancellation nor swallows the
-        # caller's (``suppress(CancelledError)`` around a shield would do both).
-        await asyncio.wait((task,))
-
-    def _detach(self, stream: _Stream) -> None:
-        stream.subscribers -= 1
-        if stream.subscribers > 0 or stream.done or stream.background:
+    def _detached(self, stream: _Stream) -> None:
+        if stream.stream.subscribers > 0 or stream.stream.done or stream.background:
             return
         if self._grace_s == 0:
             self._abandon(stream)
@@ -321,15 +214,8 @@ class MemoryHub:
 
     def _abandon(self, stream: _Stream) -> None:
         stream.grace_timer = None
-        if (
-            stream.subscribers == 0
-            and not stream.done
-            and stream.task is not None
-            and stream.end_reason is None
-        ):
-            stream.end_reason = "abandoned"
-            stream.end_message = "no subscriber left"
-            stream.task.cancel()
+        if stream.stream.subscribers == 0 and not stream.stream.done:
+            self._runner.stop(stream, "abandoned", "no subscriber left")
 
     def _expire(self, stream: _Stream) -> None:
         if self._streams.get(stream.stream_id) is stream:
@@ -337,23 +223,20 @@ class MemoryHub:
 
     def _drop(self, stream: _Stream) -> None:
         del self._streams[stream.stream_id]
-        self._buffered_bytes -= stream.size_bytes
-        if stream.expiry_timer is not None:
-            stream.expiry_timer.cancel()
+        self._finished.pop(stream.stream_id, None)
+        self._buffered_bytes -= stream.stream.log.size
+        for timer in (stream.expiry_timer, stream.grace_timer):
+            if timer is not None:
+                timer.cancel()
 
     def _make_room(self) -> None:
         """Evict finished streams, oldest first, before refusing a new one."""
-        if len(self._streams) < self._max_streams and self._buffered_bytes < self._max_bytes:
-            return
-        finished = sorted(
-            (stream for stream in self._streams.values() if stream.done),
-            key=lambda stream: stream.finished_at,
-        )
-        for stream in finished:
-            self._drop(stream)
-            if len(self._streams) < self._max_streams and self._buffered_bytes < self._max_bytes:
-                return
-        raise HubFull(
-            f"Server at capacity: {self.live_streams} live streams, "
-            f"{self._buffered_bytes} bytes buffered. Retry shortly."
-        )
+        while self._finished and (
+            len(self._streams) >= self._max_streams or self._buffered_bytes >= self._max_bytes
+        ):
+            self._drop(next(iter(self._finished.values())))
+        if len(self._streams) >= self._max_streams or self._buffered_bytes >= self._max_bytes:
+            raise HubFull(
+                f"Server at capacity: {self.live_streams} live streams, "
+                f"{self._buffered_bytes} bytes buffered. Retry shortly."
+            )

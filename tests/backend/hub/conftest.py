@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from backend.config import Settings
 from backend.hub.base import StreamHub
@@ -67,6 +68,13 @@ class Hubs:
         assert hub.kind == self.kind
         self._open.append(hub)
         return hub
+
+    async def stored_bytes(self, hub: StreamHub) -> int:
+        """The store's byte total now (Redis: read from Redis, not the heartbeat's copy)."""
+        if self.redis_url is None:
+            return hub.buffered_bytes
+        async with Redis.from_url(self.redis_url, decode_responses=True) as admin:
+            return int(await admin.get("ssechat:bytes") or 0)
 
     async def aclose(self) -> None:
         for hub in reversed(self._open):

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from backend.engines.base import ChatMessage, GenerationRequest
 from backend.engines.simulated import SimulatedEngine
 from backend.generation.chat import ChatCompletionGeneration, complete
-from backend.hub.base import EndReason, StreamEvent, StreamHub, Subscription
-from backend.sse import DONE
+from backend.hub.base import (
+    EndReason,
+    Event,
+    Generation,
+    Produced,
+    StreamEvent,
+    StreamHub,
+    Subscription,
+    Template,
+    expand,
+)
+from backend.sse import DONE, encode_batch
 
 PROMPT = "Explain Server-Sent Events."
 
@@ -42,6 +52,71 @@ def generation(
         completion_id=stream_id,
         include_usage=False,
     )
+
+
+class ScriptedGeneration:
+    """A generation that yields a fixed script of items, one every ``delay_s``, and
+    adds templates as it goes (``new_templates[i]`` is added just before item i)."""
+
+    def __init__(
+        self,
+        items: Sequence[Produced],
+        *,
+        templates: Sequence[Template] = (),
+        new_templates: dict[int, Template] | None = None,
+        delay_s: float = 0.0,
+    ) -> None:
+        self.items = list(items)
+        self._templates = list(templates)
+        self._new_templates = new_templates or {}
+        self._all_templates = [
+            *templates,
+            *(self._new_templates[index] for index in sorted(self._new_templates)),
+        ]
+        self._delay_s = delay_s
+
+    @property
+    def templates(self) -> Sequence[Template]:
+        return self._templates
+
+    async def events(self) -> AsyncIterator[Produced]:
+        for index, item in enumerate(self.items):
+            if index in self._new_templates:
+                self._templates.append(self._new_templates[index])
+            await asyncio.sleep(self._delay_s)
+            yield item
+
+    def expected(self) -> list[Event]:
+        """The whole events, expanded here rather than by the hub."""
+        return [expand(self._all_templates, item) for item in self.items]
+
+    def closing_events(self, reason: EndReason, message: str) -> Sequence[Event]:
+        return [("error", f'{{"reason":"{reason}"}}')]
+
+
+class Gated:
+    """A generation that produces nothing until ``gate`` is set (streams that start together)."""
+
+    def __init__(self, inner: Generation, gate: asyncio.Event) -> None:
+        self._inner = inner
+        self._gate = gate
+
+    @property
+    def templates(self) -> Sequence[Template]:
+        return self._inner.templates
+
+    async def events(self) -> AsyncIterator[Produced]:
+        await self._gate.wait()
+        async for item in self._inner.events():
+            yield item
+
+    def closing_events(self, reason: EndReason, message: str) -> Sequence[Event]:
+        return self._inner.closing_events(reason, message)
+
+
+def wire_bytes(events: Sequence[tuple[int, str, str]]) -> bytes:
+    """What a client receives for these events (the SSE encoder's bytes)."""
+    return encode_batch(events)
 
 
 async def reference_text(*, seed: int = 7, max_tokens: int = 64) -> str:
@@ -125,6 +200,19 @@ class Reader:
 
     async def aclose(self) -> None:
         await self.subscription.aclose()
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], timeout_s: float = 10.0
+) -> None:
+    """Wait until ``condition()`` holds (polled: for state with no event to wait on,
+    such as what a Redis hub's writer has landed so far)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            holds = condition()
+            if holds if isinstance(holds, bool) else await holds:
+                return
+            await asyncio.sleep(0.02)
 
 
 def assert_contiguous(events: Sequence[StreamEvent], first: int = 1) -> None:

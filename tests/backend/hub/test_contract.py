@@ -236,21 +236,6 @@ async def test_max_streams_refuses_new_streams_and_evicts_finished_ones(hubs: Hu
     await hub.cancel("s2", None)
 
 
-async def test_max_buffered_bytes_refuses_new_streams(hubs: Hubs) -> None:
-    hub = await hubs.make(max_buffered_bytes=2048)
-    await hub.start("s1", None, generation("s1", tokens_per_s=100, max_tokens=500))
-    reader = Reader(await hub.subscribe("s1", 0, None))
-    size = 0
-    while size < 2048:
-        size += sum(len(event.data.encode()) for event in await reader.take(1))
-    await reader.aclose()
-    with pytest.raises(HubFull):
-        await hub.start("s2", None, generation("s2"))
-    await hub.cancel("s1", None)
-    await hub.start("s2", None, generation("s2"))
-    assert (await read_all(hub, "s2"))[-1].data == DONE
-
-
 async def test_duplicate_stream_id_is_refused(hubs: Hubs) -> None:
     hub = await hubs.make()
     peer = await hubs.peer(hub)
@@ -309,3 +294,27 @@ async def test_delete_stops_and_forgets_a_stream(hubs: Hubs) -> None:
         await hub.subscribe("d1", 0, "alice")
     with pytest.raises(StreamNotFound):
         await hub.delete("d1", "alice")
+
+
+async def test_a_reader_ahead_of_a_live_stream_gets_only_later_ids(hubs: Hubs) -> None:
+    hub = await hubs.make()
+    peer = await hubs.peer(hub)
+    await hub.start("s1", None, generation("s1", tokens_per_s=40, max_tokens=40))
+    # Claims id 10 while the stream has one or two events: waits for 11.
+    ahead = await read_all(peer, "s1", 10)
+    assert ahead[0].seq == 11
+    assert_contiguous(ahead, 11)
+    assert ahead[-1].data == DONE
+    assert ahead == (await read_all(hub, "s1"))[10:]
+
+
+async def test_a_reader_ahead_of_a_stream_that_ends_first_gets_nothing(hubs: Hubs) -> None:
+    hub = await hubs.make()
+    peer = await hubs.peer(hub)
+    await hub.start("s1", None, generation("s1", tokens_per_s=40, max_tokens=10))
+    # The stream ends (about 13 events) below the claimed id: the reader ends empty.
+    async with asyncio.timeout(10):
+        assert await read_all(peer, "s1", 100) == []
+    full = await read_all(hub, "s1")
+    assert full[-1].data == DONE
+    assert len(full) < 100

@@ -271,7 +271,7 @@ def test_several_workers_with_the_memory_hub_refuse_to_start() -> None:
 
 
 @pytest.mark.redis
-def test_redis_outage_mid_stream_is_an_error_event_then_service_recovers(
+def test_redis_outage_mid_stream_errors_readers_elsewhere_only_then_service_recovers(
     own_redis_server: RedisServer,
 ) -> None:
     settings = Settings(
@@ -281,23 +281,92 @@ def test_redis_outage_mid_stream_is_an_error_event_then_service_recovers(
         redis_url=own_redis_server.url,
         keepalive_s=1.0,
     )
-    with serve_app(create_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as client:
-        with client.stream("POST", CHAT, json=request_body(3, 400)) as response:
-            reader = SSEReader(response)
-            head = reader.read(3)
-            own_redis_server.stop()
-            tail = reader.read()  # must end by itself
-        assert [event.id for event in head] == [1, 2, 3]
-        assert tail[-1].data == DONE
-        error = json.loads(tail[-2].data)["error"]
-        assert error["type"] == "hub_unavailable"
-        assert tail[-2].id is None  # not in the stream's numbering
-        refused = client.post(CHAT, json=request_body(3))
+    with (
+        serve_app(create_app(settings)) as a,
+        serve_app(create_app(settings)) as b,
+        httpx.Client(timeout=30) as client,
+    ):
+        reference = client.post(f"{a}{CHAT}", json={**request_body(3, 60), "stream": False})
+        full_text = reference.json()["choices"][0]["message"]["content"]
+        with client.stream("POST", f"{a}{CHAT}", json=request_body(3, 60)) as response:
+            stream_id = response.headers["x-stream-id"]
+            local = SSEReader(response)
+            head = local.read(3)
+            url = f"{b}{CHAT}/{stream_id}/events"
+            with client.stream("GET", url, headers={"Last-Event-ID": "3"}) as resumed:
+                elsewhere = SSEReader(resumed)
+                assert [event.id for event in elsewhere.read(1)] == [4]
+                own_redis_server.stop()
+                tail = elsewhere.read()  # must end by itself
+            # The reader on B is told: an error event (not in the stream's
+            # numbering), then [DONE].
+            assert tail[-1].data == DONE
+            error = json.loads(tail[-2].data)["error"]
+            assert error["type"] == "hub_unavailable"
+            assert tail[-2].id is None
+            # The reader on A, the stream's worker, reads its memory: all of it.
+            events = head + local.read()
+        assert_numbered(events)
+        assert finish_reason(events) in {"stop", "length"}
+        assert text_of(events) == full_text
+        refused = client.post(f"{a}{CHAT}", json=request_body(3))
         assert refused.status_code == 503
         assert refused.json()["error"]["type"] == "hub_unavailable"
         assert refused.headers["retry-after"] == "1"
         own_redis_server.start()
-        with client.stream("POST", CHAT, json=request_body(4, 30)) as response:
+        with client.stream("POST", f"{b}{CHAT}", json=request_body(4, 30)) as response:
             events = read_events(response)
         assert_numbered(events)
         assert finish_reason(events) in {"stop", "length"}
+
+
+# -- resume at and beyond the end ------------------------------------------------------------
+
+
+def resume_status(client: httpx.Client, url: str, last_event_id: int) -> tuple[int, list[Event]]:
+    with client.stream("GET", url, headers={"Last-Event-ID": str(last_event_id)}) as response:
+        if response.status_code == 204:
+            return 204, []
+        return response.status_code, read_events(response)
+
+
+def test_resume_after_the_final_event_is_204_and_ahead_waits(api_url: str) -> None:
+    with httpx.Client(timeout=30) as client:
+        uncut = run_with_cuts(client, api_url, 11, [], max_tokens=20)
+        with client.stream("POST", f"{api_url}{CHAT}", json=request_body(11, 20)) as response:
+            stream_id = response.headers["x-stream-id"]
+            read_events(response, 1)
+        url = f"{api_url}{CHAT}/{stream_id}/events"
+        # Ahead of the live stream: only ids after the one claimed, then the end.
+        status, ahead = resume_status(client, url, 5)
+        assert status == 200
+        assert [event.id for event in ahead] == list(range(6, len(uncut) + 1))
+        assert [event.data for event in ahead][-1] == DONE
+        # After the final event, or ahead of a stream that ended first: 204.
+        assert resume_status(client, url, len(uncut))[0] == 204
+        assert resume_status(client, url, len(uncut) + 50)[0] == 204
+
+
+@pytest.mark.redis
+def test_resume_on_another_worker_ahead_of_a_stream_that_ends_first_is_204(
+    redis_url: str,
+) -> None:
+    settings = Settings(engine="simulated", sim_tokens_per_s=40.0, hub="redis", redis_url=redis_url)
+    with (
+        serve_app(create_app(settings)) as a,
+        serve_app(create_app(settings)) as b,
+        httpx.Client(timeout=30) as client,
+    ):
+        with client.stream("POST", f"{a}{CHAT}", json=request_body(12, 20)) as response:
+            stream_id = response.headers["x-stream-id"]
+            reader = SSEReader(response)
+            events = reader.read(2)
+            url = f"{b}{CHAT}/{stream_id}/events"
+            # Claims an id the stream never reaches: waits on B, then 204.
+            assert resume_status(client, url, 500)[0] == 204
+            events += reader.read()
+        assert_numbered(events)
+        assert resume_status(client, url, len(events))[0] == 204
+        status, tail = resume_status(client, url, len(events) - 3)
+        assert status == 200
+        assert tail == events[-3:]
