@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backend.engines.base import EngineError, FinishReason, TokenDelta, Usage
+from backend.generation.wrappers import close_iterator
 
 
 @dataclass
@@ -81,10 +82,16 @@ async def collect(deltas: AsyncIterator[TokenDelta]) -> Answer:
     """Every delta up to the final one. Raises ``EngineError`` (the engine's, or
     one for a stream that ends without a finish reason)."""
     answer = Answer()
-    async for delta in deltas:
-        answer.add(delta)
-        if delta.finish_reason is not None:
-            answer.finish_reason = delta.finish_reason
-            answer.usage = delta.usage
-            return answer
+    try:
+        async for delta in deltas:
+            answer.add(delta)
+            if delta.finish_reason is not None:
+                answer.finish_reason = delta.finish_reason
+                answer.usage = delta.usage
+                return answer
+    finally:
+        # Stopping at the final delta leaves the engine's generator suspended:
+        # close it now (its upstream connection, its wrappers' bookkeeping),
+        # not whenever the garbage collector gets to it.
+        await close_iterator(deltas)
     raise EngineError("The engine ended without a finish reason.")

@@ -131,7 +131,20 @@ async def logged_deltas(
     text: list[str] = []
     reasoning: list[str] = []
     calls: dict[int, list[str]] = {}
-    ended = "cancelled"
+    logged = False
+
+    def log(ended: str) -> None:
+        nonlocal logged
+        logged = True
+        logger.info(
+            "%s answer (%s): %r reasoning=%r tool_calls=%r",
+            stream_id,
+            ended,
+            "".join(text),
+            "".join(reasoning),
+            ["".join(parts) for _, parts in sorted(calls.items())],
+        )
+
     try:
         async for delta in deltas:
             text.append(delta.text)
@@ -142,15 +155,11 @@ async def logged_deltas(
                     parts.append(call.name + " ")
                 parts.append(call.arguments)
             if delta.finish_reason is not None:
-                ended = delta.finish_reason
+                # Now, not in ``finally``: a consumer that stops at the final delta
+                # may leave this generator to the garbage collector.
+                log(delta.finish_reason)
             yield delta
     finally:
         await close_iterator(deltas)
-        logger.info(
-            "%s answer (%s): %r reasoning=%r tool_calls=%r",
-            stream_id,
-            ended,
-            "".join(text),
-            "".join(reasoning),
-            ["".join(parts) for _, parts in sorted(calls.items())],
-        )
+        if not logged:
+            log("cancelled")

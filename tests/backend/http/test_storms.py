@@ -44,6 +44,10 @@ ENV = {
 }
 
 
+# With two workers, 24 connections all landing on one is a 1 in 2**23 chance.
+WARM_UP = 24
+
+
 def request_bytes() -> bytes:
     body = json.dumps(
         {"messages": [{"role": "user", "content": "storm"}], "stream": True, "max_tokens": 1000}
@@ -77,14 +81,16 @@ async def open_streams(base_url: str, count: int) -> list[asyncio.StreamWriter]:
 
 def storm(base_url: str, count: int, stale_s: float) -> None:
     """Start ``count`` streams, drop them all, and check everything they held is freed."""
-    # A warm-up stream brings up what stays (the hub's ticker, pools): the baseline.
-    asyncio.run(_open_and_close(base_url, 1))
+    # Warm-up streams bring up what stays (each worker's keep-alive ticker, request
+    # batcher …, started lazily): the baseline. Enough of them that every worker
+    # gets one (the kernel spreads connections over the workers' sockets).
+    asyncio.run(_open_and_close(base_url, WARM_UP))
 
     def warmed_up() -> bool:
         # A counter, not only a gauge: another worker's published gauges may be stale.
         samples = scrape(base_url)
         return (
-            samples.value("ssechat_generations_total", **SIM, finish_reason="cancelled") == 1
+            samples.value("ssechat_generations_total", **SIM, finish_reason="cancelled") == WARM_UP
             and samples.value("ssechat_hub_live_streams") == 0
         )
 
