@@ -53,6 +53,8 @@ MESSAGES_PARAMS = ParamNames(
     messages="messages",
     max_tokens="max_tokens",
     stop="stop_sequences",
+    tool="tools[{index}]",
+    tool_parameters="input_schema",
     renames=(
         ("messages.content", "messages"),
         ("reasoning_budget_tokens", "thinking"),

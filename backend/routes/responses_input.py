@@ -30,6 +30,8 @@ RESPONSES_PARAMS = ParamNames(
     messages="input",
     max_tokens="max_output_tokens",
     stop="stop",
+    tool="tools[{index}]",
+    response_schema="text.format.schema",
     renames=(
         ("messages.content", "input"),
         ("response_format", "text.format"),

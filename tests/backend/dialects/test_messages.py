@@ -290,10 +290,24 @@ def anthropic_error(reply: httpx.Response, status: int, error_type: str) -> str:
             "budget_tokens",
         ),
         (
-            {"max_tokens": 10, "messages": USER, "tools": [{"name": "f", "input_schema": {}}]},
+            {
+                "max_tokens": 10,
+                "messages": USER,
+                "tools": [{"name": "f", "input_schema": {"type": "string"}}],
+            },
             400,
             "invalid_request_error",
-            "tools",
+            "tools[0].input_schema",
+        ),
+        (
+            {
+                "max_tokens": 2000,
+                "messages": USER,
+                "thinking": {"type": "enabled", "budget_tokens": 1024},
+            },
+            400,
+            "invalid_request_error",
+            "'thinking' is not supported",
         ),
         ({"max_tokens": 10, "messages": USER, "top_k": 5}, 400, "invalid_request_error", "top_k"),
         (
@@ -316,12 +330,12 @@ def test_malformed_json_and_the_sdk_s_exceptions(sdk: Anthropic, http: httpx.Cli
     anthropic_error(reply, 400, "invalid_request_error")
     with pytest.raises(anthropic.NotFoundError):
         sdk.messages.create(model="nope", max_tokens=10, messages=USER)
-    with pytest.raises(anthropic.BadRequestError, match="tools"):
+    with pytest.raises(anthropic.BadRequestError, match="'thinking' is not supported"):
         sdk.messages.create(
             model=SIMULATED,
-            max_tokens=10,
+            max_tokens=2000,
             messages=USER,
-            tools=[{"name": "f", "input_schema": {"type": "object"}}],
+            thinking={"type": "enabled", "budget_tokens": 1024},
         )
 
 
