@@ -143,12 +143,15 @@ class Worker:
             return
         tail = trimmer.feed(matcher.feed(decoder.flush()) + matcher.flush())
         finish: FinishReason = "stop" if stopped or sampled.ended else "length"
+        # The transcript's own turn stops end an answer too; only the client's are named.
+        matched = matcher.matched if matcher.matched in request.stop else None
         emit(
             TokenDelta(
                 tail,
                 logprobs=_content_logprobs(logprobs) if tail else None,
                 finish_reason=finish,
                 usage=Usage(len(prompt), sampled.count),
+                stop_sequence=matched,
             )
         )
         _log_rate(len(prompt), sampled.count, started, finish)

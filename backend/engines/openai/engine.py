@@ -146,6 +146,7 @@ class OpenAIUpstreamEngine:
         parser = ChunkParser(self._faults)
         generated = 0
         finish: str | None = None
+        stop_sequence: str | None = None
         usage: Usage | None = None
         saw_done = False
         saw_event = False
@@ -174,6 +175,8 @@ class OpenAIUpstreamEngine:
                             usage = chunk.usage
                         if chunk.finish_reason is not None:
                             finish = chunk.finish_reason
+                        if chunk.stop_sequence is not None:
+                            stop_sequence = chunk.stop_sequence
                         if chunk.generated:
                             if generated >= request.max_tokens and finish is None:
                                 # More than max_tokens pieces (content, reasoning, refusal,
@@ -198,13 +201,18 @@ class OpenAIUpstreamEngine:
             # No usage from the upstream: one generated piece is about one token.
             usage = Usage(estimate_prompt_tokens(request), generated)
         tail = parser.flush()
+        reason = finish_reason(finish)
         yield TokenDelta(
             text=tail.text,
             reasoning=tail.reasoning,
             refusal=tail.refusal,
             tool_calls=tail.tool_calls,
-            finish_reason=finish_reason(finish),
+            finish_reason=reason,
             usage=usage,
+            # Only one of the client's own stop sequences is reported as such.
+            stop_sequence=(
+                stop_sequence if reason == "stop" and stop_sequence in request.stop else None
+            ),
         )
 
     def _keep_if_complete(self, finish: str | None, error: UpstreamError) -> None:

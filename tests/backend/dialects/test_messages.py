@@ -178,6 +178,40 @@ def test_stop_reasons(
     assert "".join(block.text for block in final.content if block.type == "text") == text
 
 
+def test_a_stop_sequence_of_the_simulated_engine_is_named_streamed_and_not(
+    sdk: Anthropic, http: httpx.Client
+) -> None:
+    full = sdk.messages.create(model=SIMULATED, max_tokens=400, messages=USER)
+    assert full.content[0].type == "text"
+    text = full.content[0].text
+    stop = " " + text.split()[4]  # a word in the middle of the answer
+    asked: dict[str, Any] = {
+        "model": SIMULATED,
+        "max_tokens": 400,
+        "messages": USER,
+        "stop_sequences": ["never in the text", stop],
+    }
+    with sdk.messages.stream(**asked) as stream:
+        streamed = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert streamed == text[: text.index(stop)]
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", stop)
+    whole = sdk.messages.create(**asked)
+    assert whole.model_dump(exclude={"id"}) == final.model_dump(exclude={"id"})
+    # Chat Completions names it as vLLM does: the choice's stop_reason.
+    chat = http.post(
+        "/v1/chat/completions",
+        json={
+            "model": SIMULATED,
+            "max_tokens": 400,
+            "messages": USER,
+            "stop": ["never in the text", stop],
+        },
+    ).json()["choices"][0]
+    assert (chat["message"]["content"], chat["finish_reason"]) == (streamed, "stop")
+    assert chat["stop_reason"] == stop
+
+
 def test_request_fields_reach_the_engine(sdk: Anthropic, engines: list[Engine]) -> None:
     engine = scripted(engines, "scripted-length")
     sdk.messages.create(

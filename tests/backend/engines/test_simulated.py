@@ -154,9 +154,13 @@ async def test_a_straddling_stop_leaks_none_of_its_characters() -> None:
             break
     else:
         raise AssertionError("no seed gives a '. A' to stop at")
-    deltas = await run(request(seed=seed, stop=(". A",)))
+    deltas = await run(request(seed=seed, stop=("never there", ". A")))
     assert "".join(delta.text for delta in deltas) == full[: full.index(". A")]
     assert deltas[-1].finish_reason == "stop"
+    assert deltas[-1].stop_sequence == ". A"  # which stop ended it
+    unstopped = await run(request(seed=seed, stop=("never there",)))
+    assert unstopped[-1].finish_reason == "stop"
+    assert unstopped[-1].stop_sequence is None
 
 
 # -- tool calls ------------------------------------------------------------------------------

@@ -326,7 +326,7 @@ class FaultyUpstream:
     async def _script(self, ex: _Exchange) -> None:
         """Replays the chunks listed in the request's ``x_script`` field (unknown to
         ssechat, so the engine passes it on). Each item is a choice (``delta``,
-        ``finish_reason``, ``logprobs``) or ``{"usage": …}``, sent ``repeat`` times
+        ``finish_reason``, ``logprobs``, ``stop_reason``) or ``{"usage": …}``, sent ``repeat`` times
         (default once); ``[DONE]`` follows. JSON is ASCII-escaped, so a script can
         hold lone surrogate halves."""
         await ex.start()
@@ -346,8 +346,9 @@ class FaultyUpstream:
                 else:
                     choice = {"index": 0, "delta": item.get("delta", {})}
                     choice["finish_reason"] = item.get("finish_reason")
-                    if "logprobs" in item:
-                        choice["logprobs"] = item["logprobs"]
+                    for key in ("logprobs", "stop_reason"):  # vLLM names the matched stop
+                        if key in item:
+                            choice[key] = item[key]
                     obj["choices"] = [choice]
                 await ex.write("data: " + json.dumps(obj) + "\n\n")
                 await asyncio.sleep(0)  # let the disconnect watcher run
