@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 Role = Literal["system", "user", "assistant", "developer", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "cancelled", "error"]
 ToolChoiceMode = Literal["none", "auto", "required"]
+MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 
 
 # -- requests ---------------------------------------------------------------------------------
@@ -94,9 +95,16 @@ class GenerationRequest:
 
     messages: tuple[ChatMessage, ...]
     model: str
+    # The token limit in force: the client's, or the server's default when it sent none.
     max_tokens: int
-    temperature: float = 1.0
-    top_p: float = 1.0
+    # How the client spelled its limit, in Chat Completions' terms, so an upstream gets
+    # it the same way (OpenAI's reasoning models take only max_completion_tokens).
+    # "max_tokens" too when the client sent none (every compatible server takes it).
+    max_tokens_field: MaxTokensField = "max_tokens"
+    # None: not sent, so the upstream's own default applies; an engine that needs
+    # a value uses its own default.
+    temperature: float | None = None
+    top_p: float | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
     tools: tuple[ToolSpec, ...] = ()

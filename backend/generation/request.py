@@ -116,12 +116,12 @@ def build_request(
         engine.check(request)
     except EngineError as error:
         param = params.rename(error.param)
-        message = error.message
+        text = error.message
         if param != error.param:  # the message quotes the field as the engine named it
-            message = message.replace(f"'{error.param}'", f"'{param}'")
+            text = text.replace(f"'{error.param}'", f"'{param}'")
         raise APIError(
             400,
-            message,
+            text,
             error_type="invalid_request_error",
             code=error.code,
             param=param,

@@ -83,8 +83,8 @@ def _generation_request(
     body: MessagesRequest, services: Services
 ) -> tuple[GenerationRequest, Engine]:
     fields: dict[str, Any] = {
-        "temperature": 1.0 if body.temperature is None else body.temperature,
-        "top_p": 1.0 if body.top_p is None else body.top_p,
+        "temperature": body.temperature,
+        "top_p": body.top_p,
         "top_k": body.top_k,
         "tools": tuple(
             ToolSpec(tool.name, tool.description, tool.input_schema) for tool in body.tools or ()

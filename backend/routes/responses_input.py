@@ -112,8 +112,12 @@ def generation_request_for(
     if not any(message.role != "system" for message in messages):
         raise APIError(400, "input is empty.", code="invalid_value", param="input")
     fields: dict[str, Any] = {
-        "temperature": 1.0 if body.temperature is None else body.temperature,
-        "top_p": 1.0 if body.top_p is None else body.top_p,
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        # Responses' limit counts reasoning too: Chat Completions' max_completion_tokens.
+        "max_tokens_field": (
+            "max_completion_tokens" if body.max_output_tokens is not None else "max_tokens"
+        ),
         "tools": tuple(
             ToolSpec(tool.name, tool.description, tool.parameters or {}, tool.strict)
             for tool in body.tools or ()
@@ -177,7 +181,8 @@ def response_base(
             "summary": (reasoning.summary or reasoning.generate_summary) if reasoning else None,
         },
         "store": body.store is not False,
-        "temperature": request.temperature,
+        # OpenAI echoes its defaults for what was not sent.
+        "temperature": 1.0 if request.temperature is None else request.temperature,
         "text": text,
         "tool_choice": (
             tool_choice.model_dump()
@@ -186,7 +191,7 @@ def response_base(
         ),
         "tools": [tool.model_dump(exclude_none=True) for tool in body.tools or ()],
         "top_logprobs": body.top_logprobs or 0,
-        "top_p": request.top_p,
+        "top_p": 1.0 if request.top_p is None else request.top_p,
         "truncation": "disabled",
         "usage": None,
         "user": body.user,

@@ -60,6 +60,9 @@ logger = logging.getLogger(__name__)
 TOP_K: Final = 64
 MIN_P: Final = 0.05
 REPEAT_PENALTY: Final = 1.1
+# When the client sends none: OpenAI's defaults.
+DEFAULT_TEMPERATURE: Final = 1.0
+DEFAULT_TOP_P: Final = 1.0
 
 # The prompt is evaluated in chunks of this many tokens, so a cancel during a
 # long prompt waits for one chunk, not the whole prompt.
@@ -250,8 +253,8 @@ class Worker:
         processors = [shaper] if shaper else None
         tokens = self.llm.generate(
             prompt,
-            temp=request.temperature,
-            top_p=request.top_p,
+            temp=DEFAULT_TEMPERATURE if request.temperature is None else request.temperature,
+            top_p=DEFAULT_TOP_P if request.top_p is None else request.top_p,
             top_k=TOP_K if request.top_k is None else request.top_k,
             min_p=MIN_P,
             repeat_penalty=REPEAT_PENALTY,

@@ -280,7 +280,7 @@ def test_request_fields_reach_the_engine(sdk: Anthropic, engines: list[Engine]) 
     assert request.stop == ("END",)
     assert (request.temperature, request.top_p, request.top_k) == (0.5, 0.9, 40)
     assert request.user == "u1"
-    assert request.max_tokens == 2048
+    assert (request.max_tokens, request.max_tokens_field) == (2048, "max_tokens")
 
 
 def anthropic_error(reply: httpx.Response, status: int, error_type: str) -> str:

@@ -434,6 +434,8 @@ def test_request_fields_reach_the_engine(sdk: OpenAI, engines: list[Engine]) -> 
     assert (request.response_format.type, request.response_format.name) == ("json_schema", "answer")
     assert request.reasoning_effort == "low"
     assert (request.temperature, request.top_p, request.max_tokens) == (0.5, 0.9, 33)
+    # max_output_tokens counts reasoning too: Chat Completions' max_completion_tokens.
+    assert request.max_tokens_field == "max_completion_tokens"
     assert request.metadata == {"ticket": "42"}
     # The object echoes what was asked for.
     assert response.to_dict()["tool_choice"] == {"type": "function", "name": "look"}
