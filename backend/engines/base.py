@@ -262,3 +262,25 @@ class Engine(Protocol):
     async def aclose(self) -> None:
         """Release resources (model, connection pools)."""
         ...
+
+
+class ResponsesUpstream(Protocol):
+    """An optional capability: an engine whose upstream may speak the OpenAI
+    Responses API itself. ``/v1/responses`` is then relayed natively (the
+    upstream's events, items and tool calls unchanged) instead of rendered from
+    ``Engine.stream``'s deltas. The engine registry declares which engines have
+    it (``EngineSet.responses_upstream``); nothing probes for it."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def speaks_responses(self) -> bool:
+        """Whether to relay this request natively (configured, or found out once)."""
+        ...
+
+    def responses_events(self, body: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The upstream's events for a streamed ``POST /responses`` with ``body``,
+        each a JSON object with its ``type``, ending with the terminal one
+        (``response.completed``, ``.incomplete`` or ``.failed``); an upstream
+        fault raises ``EngineError``. Cancellable, like ``Engine.stream``."""
+        ...
