@@ -304,6 +304,23 @@ async def test_reasoning_effort_sets_the_length_of_the_reasoning() -> None:
     assert len(set(lengths)) == len(lengths)
 
 
+async def test_a_thinking_budget_caps_the_reasoning_and_the_answer_goes_on() -> None:
+    deltas = await run(request(model=REASONING_MODEL, reasoning_budget_tokens=7, max_tokens=4000))
+    usage = deltas[-1].usage
+    assert usage is not None
+    assert usage.reasoning_tokens is not None
+    assert 0 < usage.reasoning_tokens <= 7
+    assert sum(bool(delta.reasoning) for delta in deltas) == usage.reasoning_tokens
+    assert deltas[-1].finish_reason == "stop"
+    assert any(delta.text for delta in deltas)
+    roomy = await run(request(model=REASONING_MODEL, reasoning_budget_tokens=4000, max_tokens=4000))
+    default = await run(request(model=REASONING_MODEL, max_tokens=4000))
+    assert roomy == default  # a budget above the effort's length changes nothing
+    assert default[-1].usage is not None
+    assert default[-1].usage.reasoning_tokens is not None
+    assert default[-1].usage.reasoning_tokens > 7  # so the small budget did cut it
+
+
 async def test_reasoning_then_a_tool_call() -> None:
     deltas = await run(request(model=REASONING_MODEL, tools=(WEATHER,), tool_choice="required"))
     reasoning = "".join(delta.reasoning for delta in deltas)
@@ -328,6 +345,7 @@ async def test_max_tokens_inside_the_reasoning_leaves_no_answer() -> None:
     ("fields", "param"),
     [
         ({"reasoning_effort": "low"}, "reasoning_effort"),  # the plain model does not reason
+        ({"reasoning_budget_tokens": 1024}, "reasoning_budget_tokens"),
         ({"logprobs": True}, "logprobs"),
         ({"presence_penalty": 0.5}, "presence_penalty"),
         ({"logit_bias": {"42": 10.0}}, "logit_bias"),
