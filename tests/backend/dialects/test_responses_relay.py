@@ -221,3 +221,36 @@ def test_off_serves_responses_from_the_upstream_s_chat_completions(
     # Items rendered here take their ids from this response's; relayed ones keep the upstream's.
     assert from_chat.output[0].id == "msg_" + from_chat.id.removeprefix("resp_") + "0"
     assert not relayed.output[0].id.startswith("msg_" + relayed.id.removeprefix("resp_"))
+
+
+@pytest.mark.redis
+def test_two_gateway_workers_on_redis_share_a_relayed_response(
+    urls: tuple[str, str], redis_url: str
+) -> None:
+    settings = Settings(
+        engine="openai", upstream_url=f"{urls[0]}/v1", hub="redis", redis_url=redis_url
+    )
+    with (
+        serve_app(create_app(settings)) as a,
+        serve_app(create_app(settings)) as b,
+        OpenAI(base_url=f"{a}/v1", api_key="unused", max_retries=0) as on_a,
+        OpenAI(base_url=f"{b}/v1", api_key="unused", max_retries=0) as on_b,
+    ):
+        started = on_a.responses.create(
+            model=REASONING, input=QUESTION, reasoning={"effort": "low"}, background=True
+        )
+        # B follows what A relays from sequence number 3; A replays all of it at the end.
+        tail = list(on_b.responses.retrieve(started.id, stream=True, starting_after=3))
+        full = list(on_a.responses.retrieve(started.id, stream=True))
+        assert [e.model_dump() for e in tail] == [e.model_dump() for e in full[4:]]
+        assert full[-1].type == "response.completed"
+        assert on_b.responses.retrieve(started.id).model_dump() == full[-1].response.model_dump()
+        # B cancels what A relays.
+        live = on_a.responses.create(
+            model=REASONING, input=QUESTION, reasoning={"effort": "xhigh"}, background=True
+        )
+        events = on_a.responses.retrieve(live.id, stream=True)
+        next(event for event in events if event.type == "response.reasoning_text.delta")
+        assert on_b.responses.cancel(live.id).status == "cancelled"
+        assert list(events)[-1].type == "response.incomplete"
+        assert on_a.responses.retrieve(live.id).status == "cancelled"
