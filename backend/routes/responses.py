@@ -212,8 +212,9 @@ async def cancel_response(
     As OpenAI's: a background response can be cancelled, and cancelling one
     that has finished answers it unchanged. Beyond OpenAI's: a streamed
     response still running can be cancelled too (it runs on the hub like a
-    background one; the UI's Stop uses this). A response answered as a whole,
-    or a finished foreground one, cannot (400)."""
+    background one; the UI's Stop uses this), and cancelling it again answers
+    it unchanged. A response answered as a whole, or a foreground one that
+    finished by itself, cannot (400)."""
     owner = caller_owner(request, services)
     record = await store.load(response_id, owner)
     if record is None:
@@ -221,7 +222,10 @@ async def cancel_response(
             404, f"No response with id '{response_id}'.", code="not_found", param="response_id"
         )
     background = bool(record.response.get("background"))
-    if record.response.get("status") in TERMINAL and background:
+    status = record.response.get("status")
+    # Cancelling again answers the same object, as cancelling a finished background
+    # response does (a UI's Stop may race the stream's end).
+    if status in TERMINAL and (background or status == "cancelled"):
         return JSONResponse(record.response)
     not_cancellable = APIError(
         400,

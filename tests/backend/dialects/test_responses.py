@@ -260,6 +260,14 @@ def test_cancel_a_background_response(sdk: OpenAI, http: httpx.Client) -> None:
     finished = sdk.responses.create(model=SIMULATED, input=QUESTION, background=True)
     list(sdk.responses.retrieve(finished.id, stream=True))  # wait for its end
     assert sdk.responses.cancel(finished.id).status == "completed"
+    # A streamed response: cancelled while it streams, then again (a Stop racing its end).
+    streamed = sdk.responses.create(model=SLOW, input=QUESTION, max_output_tokens=400, stream=True)
+    first = next(iter(streamed))
+    assert first.type == "response.created"
+    assert sdk.responses.cancel(first.response.id).status == "cancelled"
+    assert list(streamed)[-1].type == "response.incomplete"
+    again = http.post(f"{RESPONSES}/{first.response.id}/cancel")
+    assert (again.status_code, again.json()["status"]) == (200, "cancelled")
 
 
 def test_delete_then_retrieve_is_404(sdk: OpenAI, http: httpx.Client) -> None:
