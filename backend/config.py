@@ -17,6 +17,7 @@ EngineName = Literal["auto", "simulated", "llama", "openai"]
 HubName = Literal["memory", "redis"]
 # Where Chat Completions puts reasoning text: neither field is in OpenAI's schema.
 ReasoningField = Literal["reasoning_content", "reasoning", "both"]
+UpstreamResponses = Literal["auto", "on", "off"]
 
 
 class Settings(BaseSettings):
@@ -86,6 +87,11 @@ class Settings(BaseSettings):
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
     upstream_read_timeout_s: float = Field(
         default=60.0, gt=0, description="Longest silence tolerated from the upstream."
+    )
+    upstream_responses: UpstreamResponses = Field(
+        default="auto",
+        description="Relay /v1/responses to the upstream's own Responses API: on, off, or "
+        "auto (ask it once whether it has one).",
     )
 
     # Wire.

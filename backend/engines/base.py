@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 Role = Literal["system", "user", "assistant", "developer", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "cancelled", "error"]
 ToolChoiceMode = Literal["none", "auto", "required"]
+MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
 
 
 # -- requests ---------------------------------------------------------------------------------
@@ -94,9 +95,16 @@ class GenerationRequest:
 
     messages: tuple[ChatMessage, ...]
     model: str
+    # The token limit in force: the client's, or the server's default when it sent none.
     max_tokens: int
-    temperature: float = 1.0
-    top_p: float = 1.0
+    # How the client spelled its limit, in Chat Completions' terms, so an upstream gets
+    # it the same way (OpenAI's reasoning models take only max_completion_tokens).
+    # "max_tokens" too when the client sent none (every compatible server takes it).
+    max_tokens_field: MaxTokensField = "max_tokens"
+    # None: not sent, so the upstream's own default applies; an engine that needs
+    # a value uses its own default.
+    temperature: float | None = None
+    top_p: float | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
     tools: tuple[ToolSpec, ...] = ()
@@ -253,4 +261,26 @@ class Engine(Protocol):
 
     async def aclose(self) -> None:
         """Release resources (model, connection pools)."""
+        ...
+
+
+class ResponsesUpstream(Protocol):
+    """An optional capability: an engine whose upstream may speak the OpenAI
+    Responses API itself. ``/v1/responses`` is then relayed natively (the
+    upstream's events, items and tool calls unchanged) instead of rendered from
+    ``Engine.stream``'s deltas. The engine registry declares which engines have
+    it (``EngineSet.responses_upstream``); nothing probes for it."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def speaks_responses(self) -> bool:
+        """Whether to relay this request natively (configured, or found out once)."""
+        ...
+
+    def responses_events(self, body: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The upstream's events for a streamed ``POST /responses`` with ``body``,
+        each a JSON object with its ``type``, ending with the terminal one
+        (``response.completed``, ``.incomplete`` or ``.failed``); an upstream
+        fault raises ``EngineError``. Cancellable, like ``Engine.stream``."""
         ...

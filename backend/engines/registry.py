@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 
 from backend.config import Settings
-from backend.engines.base import Engine
+from backend.engines.base import Engine, ResponsesUpstream
 from backend.engines.simulated import DEFAULT_MODEL, SimulatedEngine
+
+if TYPE_CHECKING:
+    from backend.engines.openai import OpenAIUpstreamEngine
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +35,8 @@ class EngineSet:
     primary: Engine
     by_model: dict[str, Engine] = field(default_factory=dict)
     note: str = ""
+    # Models whose engine may relay /v1/responses natively (the ResponsesUpstream capability).
+    native_responses: dict[str, ResponsesUpstream] = field(default_factory=dict)
 
     @property
     def default_model(self) -> str:
@@ -45,6 +51,10 @@ class EngineSet:
         if engine is None:
             raise UnknownModel(model_id)
         return model_id, engine
+
+    def responses_upstream(self, model_id: str) -> ResponsesUpstream | None:
+        """The engine that may relay ``/v1/responses`` natively for this model, if any."""
+        return self.native_responses.get(model_id)
 
     async def aclose(self) -> None:
         for engine in {id(engine): engine for engine in self.by_model.values()}.values():
@@ -63,7 +73,7 @@ async def _load_llama(settings: Settings) -> Engine:
     )
 
 
-async def _openai(settings: Settings, http_client: httpx.AsyncClient) -> Engine:
+async def _openai(settings: Settings, http_client: httpx.AsyncClient) -> OpenAIUpstreamEngine:
     from backend.engines.openai import OpenAIUpstreamEngine
 
     if not settings.upstream_url:
@@ -76,6 +86,7 @@ async def _openai(settings: Settings, http_client: httpx.AsyncClient) -> Engine:
         connect_timeout_s=settings.upstream_connect_timeout_s,
         read_timeout_s=settings.upstream_read_timeout_s,
         model=settings.model,
+        responses=settings.upstream_responses,
     )
     try:
         # Serve the upstream's own model ids unless SSECHAT_MODEL pins one.
@@ -96,12 +107,15 @@ async def build_engines(settings: Settings, http_client: httpx.AsyncClient) -> E
     )
     note = ""
     primary: Engine
+    native_responses: ResponsesUpstream | None = None
     if settings.engine == "simulated":
         primary = simulated
     elif settings.engine == "llama":
         primary = await _load_llama(settings)
     elif settings.engine == "openai":
-        primary = await _openai(settings, http_client)
+        primary = upstream = await _openai(settings, http_client)
+        if settings.upstream_responses != "off":
+            native_responses = upstream
     else:  # auto
         try:
             primary = await _load_llama(settings)
@@ -113,6 +127,10 @@ async def build_engines(settings: Settings, http_client: httpx.AsyncClient) -> E
     for engine in (primary, simulated):
         for model_id in engine.models:
             engines.by_model.setdefault(model_id, engine)
+    if native_responses is not None:
+        for model_id in primary.models:
+            if engines.by_model[model_id] is primary:
+                engines.native_responses[model_id] = native_responses
     logger.info(
         "engine %s live, model %s (also serving: %s)",
         primary.name,

@@ -39,6 +39,7 @@ class Answer:
     calls: dict[int, CallSoFar] = field(default_factory=dict)
     logprobs: dict[str, list[Any]] | None = None
     finish_reason: FinishReason = "stop"
+    stop_sequence: str | None = None
     usage: Usage | None = None
     deltas: int = 0  # deltas that carried output: a token estimate when usage is missing
 
@@ -87,6 +88,7 @@ async def collect(deltas: AsyncIterator[TokenDelta]) -> Answer:
             answer.add(delta)
             if delta.finish_reason is not None:
                 answer.finish_reason = delta.finish_reason
+                answer.stop_sequence = delta.stop_sequence
                 answer.usage = delta.usage
                 return answer
     finally:

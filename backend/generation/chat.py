@@ -17,7 +17,9 @@ and ``usage`` with ``completion_tokens_details.reasoning_tokens`` and
 ``prompt_tokens_details.cached_tokens`` when the engine knows them.
 Reasoning text is not in OpenAI's schema: it goes out as
 ``reasoning_content`` (DeepSeek, older vLLM), ``reasoning`` (vLLM now,
-OpenRouter) or both, as ``reasoning_field`` says.
+OpenRouter) or both, as ``reasoning_field`` says. When one of the request's
+``stop`` sequences ended the answer and the engine says which, the final
+choice names it in ``stop_reason``, as vLLM does (absent otherwise).
 """
 
 from __future__ import annotations
@@ -139,8 +141,17 @@ class ChatCompletionGeneration:
         self._templates.append(Template("", prefix, suffix))
         return len(self._templates) - 1
 
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None) -> str:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    def _chunk(
+        self, delta: dict[str, Any], finish_reason: str | None, stop_sequence: str | None = None
+    ) -> str:
+        choice: dict[str, Any] = {
+            "index": 0,
+            "delta": delta,
+            "logprobs": None,
+            "finish_reason": finish_reason,
+        }
+        if stop_sequence is not None:
+            choice["stop_reason"] = stop_sequence
         return self._head + ',"choices":[' + dumps(choice) + "]}"
 
     def _usage_chunk(self, usage: Usage) -> str:
@@ -230,7 +241,7 @@ class ChatCompletionGeneration:
             yield _DONE_EVENT
             return
         self._finished = True
-        yield "", self._chunk({}, final.finish_reason)
+        yield "", self._chunk({}, final.finish_reason, final.stop_sequence)
         if self._include_usage:
             usage = final.usage or Usage(0, self.completion_tokens)
             yield "", self._usage_chunk(usage)
@@ -288,19 +299,20 @@ async def complete(
     """A whole ``chat.completion`` object (``stream: false``). Raises ``EngineError``."""
     answer = await collect(deltas)
     usage = answer.usage or Usage(0, answer.deltas)
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": completion_message(answer, reasoning_field),
+        "logprobs": answer.logprobs,
+        "finish_reason": answer.finish_reason,
+    }
+    if answer.stop_sequence is not None:
+        choice["stop_reason"] = answer.stop_sequence
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
         "system_fingerprint": None,
-        "choices": [
-            {
-                "index": 0,
-                "message": completion_message(answer, reasoning_field),
-                "logprobs": answer.logprobs,
-                "finish_reason": answer.finish_reason,
-            }
-        ],
+        "choices": [choice],
         "usage": usage_body(usage),
     }

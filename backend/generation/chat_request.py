@@ -66,9 +66,12 @@ def chat_generation_request(
         engines=engines,
         limits=limits,
         max_tokens=body.max_completion_tokens or body.max_tokens,
+        max_tokens_field=(
+            "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
+        ),
         stop=stop,
-        temperature=1.0 if body.temperature is None else body.temperature,
-        top_p=1.0 if body.top_p is None else body.top_p,
+        temperature=body.temperature,
+        top_p=body.top_p,
         seed=body.seed,
         tools=tools,
         tool_choice=tool_choice,

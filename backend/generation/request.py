@@ -115,12 +115,16 @@ def build_request(
     try:
         engine.check(request)
     except EngineError as error:
+        param = params.rename(error.param)
+        text = error.message
+        if param != error.param:  # the message quotes the field as the engine named it
+            text = text.replace(f"'{error.param}'", f"'{param}'")
         raise APIError(
             400,
-            error.message,
+            text,
             error_type="invalid_request_error",
             code=error.code,
-            param=params.rename(error.param),
+            param=param,
         ) from None
     return request, engine
 

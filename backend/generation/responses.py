@@ -29,7 +29,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from backend.engines.base import EngineError, FinishReason, TokenDelta, ToolCallDelta, Usage
 from backend.generation.payload import dumps, escape
@@ -439,7 +439,17 @@ class ResponsesGeneration:
         return events
 
 
-async def run_to_end(generation: ResponsesGeneration) -> dict[str, Any]:
+class ResponseRun(Protocol):
+    """A response generation run to its end for ``stream: false``: rendered from
+    deltas (``ResponsesGeneration``) or relayed (``ProxiedResponsesGeneration``)."""
+
+    response: dict[str, Any]
+    error: EngineError | None
+
+    def events(self) -> AsyncIterator[Produced]: ...
+
+
+async def run_to_end(generation: ResponseRun) -> dict[str, Any]:
     """A non-streamed response: the final Response object. Raises the engine's
     ``EngineError`` if it failed."""
     try:

@@ -6,6 +6,8 @@
   first token, gaps between tokens, errors, how it ended) and
   ``logged_deltas`` logs it (``SSECHAT_LOG_CONTENT=1`` only); both read the
   engine's deltas, so neither needs a parser per dialect.
+- ``metered_upstream_events`` does the metering for a relayed response, whose
+  engine output is an upstream's Responses events rather than deltas.
 """
 
 from __future__ import annotations
@@ -122,6 +124,63 @@ async def metered_deltas(
         if not ended:
             meter.end("cancelled")
         await close_iterator(deltas)
+
+
+# How a relayed response ended, in finish-reason terms (for the metrics).
+_INCOMPLETE_FINISH = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+def _relayed_finish(event: dict[str, Any]) -> str:
+    response = event.get("response")
+    response = response if isinstance(response, dict) else {}
+    if event["type"] == "response.failed":
+        return "error"
+    if event["type"] == "response.incomplete":
+        details = response.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, dict) else None
+        return _INCOMPLETE_FINISH.get(str(reason), "length")
+    output = response.get("output")
+    calls = isinstance(output, list) and any(
+        isinstance(item, dict) and item.get("type") == "function_call" for item in output
+    )
+    return "tool_calls" if calls else "stop"
+
+
+async def metered_upstream_events(
+    events: AsyncIterator[dict[str, Any]], meter: StreamMeter
+) -> AsyncIterator[dict[str, Any]]:
+    """``metered_deltas`` for an upstream's Responses events: each ``*.delta`` event
+    is a token; the terminal event says how it ended (``response.failed``: an error)."""
+    last = 0.0
+    ended = False
+    try:
+        async for event in events:
+            kind = event["type"]
+            if kind.endswith(".delta"):
+                now = perf_counter()
+                if last:
+                    meter.gaps.observe(now - last)
+                else:
+                    meter.first_token(now)
+                last = now
+                meter.tokens.value += 1
+            elif kind in ("response.completed", "response.incomplete", "response.failed"):
+                ended = True
+                finish = _relayed_finish(event)
+                if finish == "error":
+                    meter.error("upstream_error", "upstream_response_failed")
+                meter.end(finish)
+            yield event
+    except EngineError as error:
+        if not ended:
+            ended = True
+            meter.error(error.error_type, error.code)
+            meter.end("error")
+        raise
+    finally:
+        if not ended:
+            meter.end("cancelled")
+        await close_iterator(events)
 
 
 async def logged_deltas(

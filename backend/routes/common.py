@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 
-from backend.engines.base import Engine, GenerationRequest, TokenDelta
+from backend.engines.base import Engine, GenerationRequest, ResponsesUpstream, TokenDelta
 from backend.errors import APIError
-from backend.generation.wrappers import SlotGeneration, logged_deltas, metered_deltas
+from backend.generation.wrappers import (
+    SlotGeneration,
+    logged_deltas,
+    metered_deltas,
+    metered_upstream_events,
+)
 from backend.http.disconnect import cancel_on_disconnect
 from backend.hub.base import Generation
 from backend.limits.base import Limits, caller_subject, get_limits
@@ -117,6 +122,14 @@ class Admission:
         if self.services.settings.log_content:
             return logged_deltas(deltas, stream_id)
         return deltas
+
+    def upstream_events(
+        self, upstream: ResponsesUpstream, body: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """A relayed response's events from its upstream, counted for the metrics."""
+        self.engine_name = upstream.name
+        meter = self.services.metrics.meter(self.dialect, upstream.name, self.started)
+        return metered_upstream_events(upstream.responses_events(body), meter)
 
     async def run(self, work: Callable[[], Awaitable[T]]) -> T:
         """A non-streaming answer: holds a concurrency slot while it runs, and is

@@ -53,6 +53,8 @@ MESSAGES_PARAMS = ParamNames(
     messages="messages",
     max_tokens="max_tokens",
     stop="stop_sequences",
+    tool="tools[{index}]",
+    tool_parameters="input_schema",
     renames=(
         ("messages.content", "messages"),
         ("reasoning_budget_tokens", "thinking"),
@@ -81,8 +83,8 @@ def _generation_request(
     body: MessagesRequest, services: Services
 ) -> tuple[GenerationRequest, Engine]:
     fields: dict[str, Any] = {
-        "temperature": 1.0 if body.temperature is None else body.temperature,
-        "top_p": 1.0 if body.top_p is None else body.top_p,
+        "temperature": body.temperature,
+        "top_p": body.top_p,
         "top_k": body.top_k,
         "tools": tuple(
             ToolSpec(tool.name, tool.description, tool.input_schema) for tool in body.tools or ()

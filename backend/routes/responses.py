@@ -10,8 +10,11 @@
   ones still running) and ``DELETE /v1/responses/{id}``.
 
 Every engine serves this API from its delta stream (the renderer in
-``backend.generation.responses``); ``responses_input`` turns the body into
-the ``GenerationRequest`` and the Response object's echo.
+``backend.generation.responses``), except an engine whose upstream speaks
+the Responses API itself (``ResponsesUpstream``, ``SSECHAT_UPSTREAM_RESPONSES``):
+its upstream's events are relayed (``backend.generation.responses_proxy``)
+under ssechat's id, hub and store. ``responses_input`` turns the body into
+the ``GenerationRequest``, the Response object's echo and the upstream's body.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from backend.generation.responses import (
     new_response_id,
     run_to_end,
 )
+from backend.generation.responses_proxy import ProxiedResponsesGeneration
 from backend.hub.base import StreamNotFound
 from backend.routes.common import (
     EVENT_ID_PATTERN,
@@ -47,8 +51,11 @@ from backend.routes.responses_input import (
     conversation,
     generation_request_for,
     previous_response,
+    raw_input_items,
+    refuse_conflicts,
     refuse_unknown,
     response_base,
+    upstream_body,
 )
 from backend.schemas.responses import ResponsesRequest, input_items
 from backend.store import get_response_store
@@ -85,26 +92,45 @@ async def create_response(
 ) -> Response:
     admission = Admission(request, services, limits)
     await admission.check_rate()
-    refuse_unknown(body)
+    refuse_conflicts(body)
     previous = await previous_response(body, store, admission.owner)
     earlier = conversation(previous)
     generation_request, engine = generation_request_for(body, earlier, services)
+    upstream = services.engines.responses_upstream(generation_request.model)
+    relayed = upstream is not None and await upstream.speaks_responses()
+    if not relayed:
+        refuse_unknown(body)
     response_id = new_response_id()
     if services.settings.log_content:
         logger.info("%s prompt: %r", response_id, generation_request.messages)
     stored = body.store is not False
-    generation = ResponsesGeneration(
-        deltas=admission.deltas(engine, generation_request, response_id),
-        base=response_base(body, response_id, generation_request),
-        reasoning_as_summary=bool(
-            body.reasoning and (body.reasoning.summary or body.reasoning.generate_summary)
-        ),
-        record=(lambda response: store.update(response_id, response)) if stored else None,
-    )
-    if stored:
-        await store.create(
-            response_id, admission.owner, generation.response, [*earlier, *input_items(body)]
+    base = response_base(body, response_id, generation_request)
+    record = (lambda response: store.update(response_id, response)) if stored else None
+    generation: ResponsesGeneration | ProxiedResponsesGeneration
+    if upstream is not None and relayed:
+        # The body as sent (fields unknown to ssechat included), for the upstream.
+        raw: dict[str, Any] = await request.json()
+        generation = ProxiedResponsesGeneration(
+            events=admission.upstream_events(
+                upstream, upstream_body(raw, earlier, generation_request)
+            ),
+            base=base,
+            record=record,
+            max_deltas=generation_request.max_tokens,
         )
+        context = [*earlier, *raw_input_items(raw)]
+    else:
+        generation = ResponsesGeneration(
+            deltas=admission.deltas(engine, generation_request, response_id),
+            base=base,
+            reasoning_as_summary=bool(
+                body.reasoning and (body.reasoning.summary or body.reasoning.generate_summary)
+            ),
+            record=record,
+        )
+        context = [*earlier, *input_items(body)]
+    if stored:
+        await store.create(response_id, admission.owner, generation.response, context)
     try:
         if body.background or body.stream:
             await admission.start(response_id, generation, background=bool(body.background))
@@ -186,8 +212,9 @@ async def cancel_response(
     As OpenAI's: a background response can be cancelled, and cancelling one
     that has finished answers it unchanged. Beyond OpenAI's: a streamed
     response still running can be cancelled too (it runs on the hub like a
-    background one; the UI's Stop uses this). A response answered as a whole,
-    or a finished foreground one, cannot (400)."""
+    background one; the UI's Stop uses this), and cancelling it again answers
+    it unchanged. A response answered as a whole, or a foreground one that
+    finished by itself, cannot (400)."""
     owner = caller_owner(request, services)
     record = await store.load(response_id, owner)
     if record is None:
@@ -195,7 +222,10 @@ async def cancel_response(
             404, f"No response with id '{response_id}'.", code="not_found", param="response_id"
         )
     background = bool(record.response.get("background"))
-    if record.response.get("status") in TERMINAL and background:
+    status = record.response.get("status")
+    # Cancelling again answers the same object, as cancelling a finished background
+    # response does (a UI's Stop may race the stream's end).
+    if status in TERMINAL and (background or status == "cancelled"):
         return JSONResponse(record.response)
     not_cancellable = APIError(
         400,

@@ -1,13 +1,14 @@
 """From a ``POST /v1/responses`` body to what the route runs: refusals the
 Responses API makes by name, the conversation a ``previous_response_id``
 continues, the ``GenerationRequest`` (through ``build_request``, with the
-Responses spelling of refused fields), and the Response object's echo of
-the request.
+Responses spelling of refused fields), the Response object's echo of the
+request, and, for an upstream that speaks the Responses API, the body it gets.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from backend.engines.base import ChatMessage, Engine, GenerationRequest, ResponseFormat, ToolSpec
@@ -30,6 +31,8 @@ RESPONSES_PARAMS = ParamNames(
     messages="input",
     max_tokens="max_output_tokens",
     stop="stop",
+    tool="tools[{index}]",
+    response_schema="text.format.schema",
     renames=(
         ("messages.content", "input"),
         ("response_format", "text.format"),
@@ -40,18 +43,24 @@ RESPONSES_PARAMS = ParamNames(
 )
 
 
-def refuse_unknown(body: ResponsesRequest) -> None:
-    unknown = body.unknown_fields()
-    if unknown:
-        raise APIError(
-            400, f"Unknown parameter: '{unknown[0]}'.", code="unknown_parameter", param=unknown[0]
-        )
+def refuse_conflicts(body: ResponsesRequest) -> None:
+    """What no engine can do: a background response is read back from the store."""
     if body.background and body.store is False:
         raise APIError(
             400,
             "background responses must be stored: 'store' cannot be false with 'background': true.",
             code="invalid_value",
             param="store",
+        )
+
+
+def refuse_unknown(body: ResponsesRequest) -> None:
+    """Fields and ``include`` values a response rendered from deltas cannot honour
+    (a relayed one passes them to its upstream, which decides)."""
+    unknown = body.unknown_fields()
+    if unknown:
+        raise APIError(
+            400, f"Unknown parameter: '{unknown[0]}'.", code="unknown_parameter", param=unknown[0]
         )
     for value in body.include or ():
         if value not in SUPPORTED_INCLUDES:
@@ -110,8 +119,12 @@ def generation_request_for(
     if not any(message.role != "system" for message in messages):
         raise APIError(400, "input is empty.", code="invalid_value", param="input")
     fields: dict[str, Any] = {
-        "temperature": 1.0 if body.temperature is None else body.temperature,
-        "top_p": 1.0 if body.top_p is None else body.top_p,
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        # Responses' limit counts reasoning too: Chat Completions' max_completion_tokens.
+        "max_tokens_field": (
+            "max_completion_tokens" if body.max_output_tokens is not None else "max_tokens"
+        ),
         "tools": tuple(
             ToolSpec(tool.name, tool.description, tool.parameters or {}, tool.strict)
             for tool in body.tools or ()
@@ -175,7 +188,8 @@ def response_base(
             "summary": (reasoning.summary or reasoning.generate_summary) if reasoning else None,
         },
         "store": body.store is not False,
-        "temperature": request.temperature,
+        # OpenAI echoes its defaults for what was not sent.
+        "temperature": 1.0 if request.temperature is None else request.temperature,
         "text": text,
         "tool_choice": (
             tool_choice.model_dump()
@@ -184,9 +198,40 @@ def response_base(
         ),
         "tools": [tool.model_dump(exclude_none=True) for tool in body.tools or ()],
         "top_logprobs": body.top_logprobs or 0,
-        "top_p": request.top_p,
+        "top_p": 1.0 if request.top_p is None else request.top_p,
         "truncation": "disabled",
         "usage": None,
         "user": body.user,
         "metadata": body.metadata or {},
     }
+
+
+# What ssechat keeps for itself when it relays a request: it runs the upstream's
+# response in the foreground and streamed (background runs, resume and the store
+# are ssechat's), and sends the whole conversation rather than a previous id
+# (the conversation lives in ssechat's store).
+_KEPT_FIELDS = frozenset({"stream", "background", "previous_response_id"})
+
+
+def raw_input_items(raw: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``input`` as the client sent it, as a list of items (a string is one user message)."""
+    value = raw.get("input")
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": value}] if value else []
+    return list(value) if isinstance(value, list) else []
+
+
+def upstream_body(
+    raw: Mapping[str, Any], earlier: list[dict[str, Any]], request: GenerationRequest
+) -> dict[str, Any]:
+    """The body an upstream that speaks the Responses API gets: the client's, every
+    field (unknown ones and ``include`` values too) as sent, except the model
+    (resolved), the token limit (the one in force), ``stream`` (always) and the
+    fields ssechat keeps."""
+    body = {key: value for key, value in raw.items() if key not in _KEPT_FIELDS}
+    body["model"] = request.model
+    body["max_output_tokens"] = request.max_tokens
+    if earlier:
+        body["input"] = [*earlier, *raw_input_items(raw)]
+    body["stream"] = True
+    return body

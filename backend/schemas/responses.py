@@ -284,7 +284,14 @@ def to_messages(items: Iterable[Any], where: str = "input") -> list[ChatMessage]
     return messages
 
 
+# Item types ``to_messages`` reads (a message may come without a type).
+_MODELLED_ITEMS = frozenset({"message", "function_call", "function_call_output", "reasoning"})
+
+
 def stored_messages(items: Sequence[Mapping[str, Any]]) -> list[ChatMessage]:
     """Chat messages for a stored conversation (items we validated when they came in,
-    and output items we produced)."""
-    return to_messages(ITEMS.validate_python(list(items)), "previous_response_id")
+    and output items we or a relayed upstream produced). Items of kinds ssechat does
+    not model (an upstream's hosted tool calls) are left out: an engine of ours could
+    not read them."""
+    kept = [item for item in items if item.get("type", "message") in _MODELLED_ITEMS]
+    return to_messages(ITEMS.validate_python(kept), "previous_response_id")

@@ -60,6 +60,9 @@ logger = logging.getLogger(__name__)
 TOP_K: Final = 64
 MIN_P: Final = 0.05
 REPEAT_PENALTY: Final = 1.1
+# When the client sends none: OpenAI's defaults.
+DEFAULT_TEMPERATURE: Final = 1.0
+DEFAULT_TOP_P: Final = 1.0
 
 # The prompt is evaluated in chunks of this many tokens, so a cancel during a
 # long prompt waits for one chunk, not the whole prompt.
@@ -143,12 +146,15 @@ class Worker:
             return
         tail = trimmer.feed(matcher.feed(decoder.flush()) + matcher.flush())
         finish: FinishReason = "stop" if stopped or sampled.ended else "length"
+        # The transcript's own turn stops end an answer too; only the client's are named.
+        matched = matcher.matched if matcher.matched in request.stop else None
         emit(
             TokenDelta(
                 tail,
                 logprobs=_content_logprobs(logprobs) if tail else None,
                 finish_reason=finish,
                 usage=Usage(len(prompt), sampled.count),
+                stop_sequence=matched,
             )
         )
         _log_rate(len(prompt), sampled.count, started, finish)
@@ -247,8 +253,8 @@ class Worker:
         processors = [shaper] if shaper else None
         tokens = self.llm.generate(
             prompt,
-            temp=request.temperature,
-            top_p=request.top_p,
+            temp=DEFAULT_TEMPERATURE if request.temperature is None else request.temperature,
+            top_p=DEFAULT_TOP_P if request.top_p is None else request.top_p,
             top_k=TOP_K if request.top_k is None else request.top_k,
             min_p=MIN_P,
             repeat_penalty=REPEAT_PENALTY,

@@ -5,7 +5,9 @@ Ollama, llama.cpp server, TGI) through httpx + httpx-sse, with nothing lost.
 - ``chunks``: ``chat.completion.chunk`` → ``TokenDelta`` (content, reasoning,
   tool calls, refusal, logprobs, finish reason, usage);
 - ``faults``: every upstream fault as an ``UpstreamError`` with a stable code;
-- ``engine``: ``OpenAIUpstreamEngine``, the stream itself.
+- ``transport``: the HTTP both streams share (streamed POSTs read as events);
+- ``engine``: ``OpenAIUpstreamEngine``, the stream itself;
+- ``responses``: the native Responses relay, for an upstream that speaks that API.
 """
 
 from backend.engines.openai.engine import (

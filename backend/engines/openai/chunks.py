@@ -21,6 +21,8 @@ Mapped fields:
 - ``logprobs`` of the choice are passed on as given;
 - usage, with ``completion_tokens_details.reasoning_tokens`` and
   ``prompt_tokens_details.cached_tokens`` when present;
+- ``stop_reason`` (vLLM's, and ssechat's own): the stop string that ended the
+  answer (a number there is a stop token id, not a string, and is ignored);
 - finish_reason: ``stop``, ``length``, ``tool_calls``, ``content_filter`` as
   they are; ``function_call`` → ``tool_calls``; anything else (``eos_token``
   from TGI, ``abort``…) → ``stop``: the answer ended, for a reason we have no
@@ -53,13 +55,14 @@ _FINISH: Final[dict[str, FinishReason]] = {
 @dataclass(frozen=True, slots=True)
 class Chunk:
     """What one chunk carries: new material (``delta``; never a finish reason),
-    whether it generated anything (for ``max_tokens``), the raw finish reason
-    and usage."""
+    whether it generated anything (for ``max_tokens``), the raw finish reason,
+    the stop string the upstream says ended the answer, and usage."""
 
     delta: TokenDelta
     generated: bool
     finish_reason: str | None
     usage: Usage | None
+    stop_sequence: str | None = None
 
 
 @dataclass(slots=True)
@@ -131,6 +134,7 @@ class ChunkParser:
         if logprobs is not None and not isinstance(logprobs, dict):
             raise self._faults.malformed_chunk(data)
         raw_finish = choice.get("finish_reason")
+        stop_reason = choice.get("stop_reason")
         return Chunk(
             TokenDelta(
                 text=self._content.feed(content),
@@ -142,6 +146,7 @@ class ChunkParser:
             generated=bool(content or reasoning or refusal or called),
             finish_reason=str(raw_finish) if raw_finish else None,
             usage=usage,
+            stop_sequence=stop_reason if isinstance(stop_reason, str) and stop_reason else None,
         )
 
     def _text(self, delta: dict[str, Any], key: str, data: str) -> str:

@@ -14,8 +14,10 @@ connection dropped mid-stream               ``upstream_disconnected``
 no event within the read timeout            ``upstream_timeout``
 not SSE (content type, no events at all)    ``upstream_malformed``
 chunk that is not JSON / not a chunk        ``upstream_malformed``
+(Responses) event that is not JSON / typed  ``upstream_malformed``
 ``data: {"error": …}`` inside the stream    ``upstream_stream_error``
 ends with neither finish_reason nor [DONE]  ``upstream_incomplete``
+(Responses) ends before a terminal event    ``upstream_incomplete``
 ==========================================  =========================
 
 The upstream API key is sent only in the ``Authorization`` header and is
@@ -89,6 +91,18 @@ class Faults:
             f"upstream {self.where()} reported an error mid-stream: "
             f"{self.quote(error_message(obj) or data)}",
             code="upstream_stream_error",
+        )
+
+    def not_an_event(self, data: str) -> UpstreamError:
+        return self.malformed(
+            f"sent an event that is not a Responses API event: {self.quote(data)}"
+        )
+
+    def unfinished_response(self) -> UpstreamError:
+        return UpstreamError(
+            f"upstream {self.where()} ended the Responses stream before its terminal event "
+            "(response.completed, response.incomplete or response.failed)",
+            code="upstream_incomplete",
         )
 
     def not_event_stream(self, status: int, content_type: str) -> UpstreamError:

@@ -4,8 +4,14 @@ Every field the request carries is forwarded in Chat Completions' own
 spelling, and ``request.extra`` (fields ssechat does not model) is merged in
 unchanged: the upstream decides what it understands, and its 400 for what it
 does not reaches the client as an ``upstream_bad_request`` error naming it.
-A field that was not asked for (``None``, empty) is left out rather than sent
-as a default, so the upstream's own defaults apply.
+A field that was not asked for (``None``, empty; ``temperature`` and
+``top_p`` included) is left out rather than sent as a default, so the
+upstream's own defaults apply. The token limit is always sent (the client's,
+or ssechat's default), spelled as the client spelled it: ``max_tokens`` or
+``max_completion_tokens`` (which OpenAI's reasoning models require);
+Responses' ``max_output_tokens`` becomes ``max_completion_tokens``, its
+counterpart (reasoning included); Anthropic's ``max_tokens`` and a request
+without a limit use ``max_tokens``.
 
 ``reasoning_budget_tokens`` (Anthropic's thinking budget) has no Chat
 Completions counterpart; the engine refuses it by name before this runs.
@@ -25,11 +31,11 @@ def build_payload(request: GenerationRequest, *, include_usage: bool) -> dict[st
         "model": request.model,
         "messages": [message_payload(message) for message in request.messages],
         "stream": True,
-        "max_tokens": request.max_tokens,
-        "temperature": request.temperature,
-        "top_p": request.top_p,
+        request.max_tokens_field: request.max_tokens,
     }
     optional: dict[str, Any] = {
+        "temperature": request.temperature,
+        "top_p": request.top_p,
         "seed": request.seed,
         "stop": list(request.stop) or None,
         "tools": [_tool(tool) for tool in request.tools] or None,

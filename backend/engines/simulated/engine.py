@@ -236,7 +236,7 @@ class SimulatedEngine:
             count,
             reasoning_tokens=reasoning_count if reasoning_model else None,
         )
-        yield TokenDelta(tail, finish_reason=finish, usage=usage)
+        yield TokenDelta(tail, finish_reason=finish, usage=usage, stop_sequence=matcher.matched)
 
     @staticmethod
     def _deltas_before_content(plan: Plan) -> Iterator[TokenDelta]:

@@ -178,6 +178,40 @@ def test_stop_reasons(
     assert "".join(block.text for block in final.content if block.type == "text") == text
 
 
+def test_a_stop_sequence_of_the_simulated_engine_is_named_streamed_and_not(
+    sdk: Anthropic, http: httpx.Client
+) -> None:
+    full = sdk.messages.create(model=SIMULATED, max_tokens=400, messages=USER)
+    assert full.content[0].type == "text"
+    text = full.content[0].text
+    stop = " " + text.split()[4]  # a word in the middle of the answer
+    asked: dict[str, Any] = {
+        "model": SIMULATED,
+        "max_tokens": 400,
+        "messages": USER,
+        "stop_sequences": ["never in the text", stop],
+    }
+    with sdk.messages.stream(**asked) as stream:
+        streamed = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert streamed == text[: text.index(stop)]
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", stop)
+    whole = sdk.messages.create(**asked)
+    assert whole.model_dump(exclude={"id"}) == final.model_dump(exclude={"id"})
+    # Chat Completions names it as vLLM does: the choice's stop_reason.
+    chat = http.post(
+        "/v1/chat/completions",
+        json={
+            "model": SIMULATED,
+            "max_tokens": 400,
+            "messages": USER,
+            "stop": ["never in the text", stop],
+        },
+    ).json()["choices"][0]
+    assert (chat["message"]["content"], chat["finish_reason"]) == (streamed, "stop")
+    assert chat["stop_reason"] == stop
+
+
 def test_request_fields_reach_the_engine(sdk: Anthropic, engines: list[Engine]) -> None:
     engine = scripted(engines, "scripted-length")
     sdk.messages.create(
@@ -246,7 +280,7 @@ def test_request_fields_reach_the_engine(sdk: Anthropic, engines: list[Engine]) 
     assert request.stop == ("END",)
     assert (request.temperature, request.top_p, request.top_k) == (0.5, 0.9, 40)
     assert request.user == "u1"
-    assert request.max_tokens == 2048
+    assert (request.max_tokens, request.max_tokens_field) == (2048, "max_tokens")
 
 
 def anthropic_error(reply: httpx.Response, status: int, error_type: str) -> str:
@@ -290,10 +324,24 @@ def anthropic_error(reply: httpx.Response, status: int, error_type: str) -> str:
             "budget_tokens",
         ),
         (
-            {"max_tokens": 10, "messages": USER, "tools": [{"name": "f", "input_schema": {}}]},
+            {
+                "max_tokens": 10,
+                "messages": USER,
+                "tools": [{"name": "f", "input_schema": {"type": "string"}}],
+            },
             400,
             "invalid_request_error",
-            "tools",
+            "tools[0].input_schema",
+        ),
+        (
+            {
+                "max_tokens": 2000,
+                "messages": USER,
+                "thinking": {"type": "enabled", "budget_tokens": 1024},
+            },
+            400,
+            "invalid_request_error",
+            "'thinking' is not supported",
         ),
         ({"max_tokens": 10, "messages": USER, "top_k": 5}, 400, "invalid_request_error", "top_k"),
         (
@@ -316,12 +364,12 @@ def test_malformed_json_and_the_sdk_s_exceptions(sdk: Anthropic, http: httpx.Cli
     anthropic_error(reply, 400, "invalid_request_error")
     with pytest.raises(anthropic.NotFoundError):
         sdk.messages.create(model="nope", max_tokens=10, messages=USER)
-    with pytest.raises(anthropic.BadRequestError, match="tools"):
+    with pytest.raises(anthropic.BadRequestError, match="'thinking' is not supported"):
         sdk.messages.create(
             model=SIMULATED,
-            max_tokens=10,
+            max_tokens=2000,
             messages=USER,
-            tools=[{"name": "f", "input_schema": {"type": "object"}}],
+            thinking={"type": "enabled", "budget_tokens": 1024},
         )
 
 

@@ -260,6 +260,14 @@ def test_cancel_a_background_response(sdk: OpenAI, http: httpx.Client) -> None:
     finished = sdk.responses.create(model=SIMULATED, input=QUESTION, background=True)
     list(sdk.responses.retrieve(finished.id, stream=True))  # wait for its end
     assert sdk.responses.cancel(finished.id).status == "completed"
+    # A streamed response: cancelled while it streams, then again (a Stop racing its end).
+    streamed = sdk.responses.create(model=SLOW, input=QUESTION, max_output_tokens=400, stream=True)
+    first = next(iter(streamed))
+    assert first.type == "response.created"
+    assert sdk.responses.cancel(first.response.id).status == "cancelled"
+    assert list(streamed)[-1].type == "response.incomplete"
+    again = http.post(f"{RESPONSES}/{first.response.id}/cancel")
+    assert (again.status_code, again.json()["status"]) == (200, "cancelled")
 
 
 def test_delete_then_retrieve_is_404(sdk: OpenAI, http: httpx.Client) -> None:
@@ -351,11 +359,14 @@ def test_every_delta_kind_and_a_continued_conversation(sdk: OpenAI, engines: lis
     continued = sdk.responses.create(
         model="scripted-every-kind",
         previous_response_id=final.response.id,
-        input=[{"type": "function_call_output", "call_id": "call_a", "output": "sunny"}],
+        input=[
+            {"type": "function_call_output", "call_id": "call_a", "output": "sunny"},
+            {"type": "function_call_output", "call_id": "call_b", "output": "noon"},
+        ],
     )
     assert continued.previous_response_id == final.response.id
     request = engine.requests[-1]
-    assert [m.role for m in request.messages] == ["user", "assistant", "tool"]
+    assert [m.role for m in request.messages] == ["user", "assistant", "tool", "tool"]
     assert request.messages[0].content == "Weather?"
     assistant = request.messages[1]
     assert assistant.content == 'Hello 🚀 "world"'
@@ -363,18 +374,35 @@ def test_every_delta_kind_and_a_continued_conversation(sdk: OpenAI, engines: lis
         ("call_a", "get_weather", '{"city":"Oslo"}'),
         ("call_b", "get_time", "{}"),
     ]
-    assert (request.messages[2].tool_call_id, request.messages[2].content) == ("call_a", "sunny")
-    # And once more: the whole chain comes along.
+    assert [(m.tool_call_id, m.content) for m in request.messages[2:]] == [
+        ("call_a", "sunny"),
+        ("call_b", "noon"),
+    ]
+    # And once more: the whole chain comes along (this script calls the same tools again,
+    # and every call must be answered before the conversation goes on).
     sdk.responses.create(
-        model="scripted-every-kind", previous_response_id=continued.id, input="And tomorrow?"
+        model="scripted-every-kind",
+        previous_response_id=continued.id,
+        input=[
+            {"type": "function_call_output", "call_id": "call_a", "output": "rain"},
+            {"type": "function_call_output", "call_id": "call_b", "output": "one"},
+            {"role": "user", "content": "And tomorrow?"},
+        ],
     )
     assert [m.role for m in engine.requests[-1].messages] == [
         "user",
         "assistant",
         "tool",
+        "tool",
         "assistant",
+        "tool",
+        "tool",
         "user",
     ]
+    with pytest.raises(openai.BadRequestError, match="call_a, call_b"):
+        sdk.responses.create(
+            model="scripted-every-kind", previous_response_id=continued.id, input="Unanswered?"
+        )
     with pytest.raises(openai.NotFoundError, match="Previous response"):
         sdk.responses.create(model=SIMULATED, previous_response_id="resp_nope", input="x")
 
@@ -414,6 +442,8 @@ def test_request_fields_reach_the_engine(sdk: OpenAI, engines: list[Engine]) -> 
     assert (request.response_format.type, request.response_format.name) == ("json_schema", "answer")
     assert request.reasoning_effort == "low"
     assert (request.temperature, request.top_p, request.max_tokens) == (0.5, 0.9, 33)
+    # max_output_tokens counts reasoning too: Chat Completions' max_completion_tokens.
+    assert request.max_tokens_field == "max_completion_tokens"
     assert request.metadata == {"ticket": "42"}
     # The object echoes what was asked for.
     assert response.to_dict()["tool_choice"] == {"type": "function", "name": "look"}
@@ -476,6 +506,17 @@ def test_a_failure_mid_stream_is_an_error_then_response_failed(
     assert whole.json()["error"]["message"]
 
 
+# No value satisfies it (the bounds leave no number): the simulated engine refuses it.
+IMPOSSIBLE: dict[str, Any] = {
+    "type": "object",
+    "properties": {"n": {"type": "integer", "minimum": 5, "maximum": 1}},
+    "required": ["n"],
+}
+UNSATISFIABLE_TOOL = {"type": "function", "name": "f", "parameters": IMPOSSIBLE}
+UNSATISFIABLE_FORMAT = {"type": "json_schema", "name": "answer", "schema": IMPOSSIBLE}
+NOT_A_SCHEMA = {"type": "json_schema", "name": "answer", "schema": {"type": "nothing"}}
+
+
 def refusal(http: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
     reply = http.post(RESPONSES, json={"model": SIMULATED, "input": QUESTION, **body})
     assert reply.status_code == 400, reply.text
@@ -488,9 +529,14 @@ def refusal(http: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
     ("body", "param", "code"),
     [
         ({"frequency_penalty": 1}, "frequency_penalty", "unknown_parameter"),
-        ({"tools": [{"type": "function", "name": "f"}]}, "tools", "unsupported_parameter"),
-        ({"tools": [{"type": "web_search"}]}, "tools.0", "invalid_value"),
-        ({"text": {"format": {"type": "json_object"}}}, "text.format", "unsupported_parameter"),
+        (
+            {"tools": [UNSATISFIABLE_TOOL], "tool_choice": "required"},
+            "tools[0].parameters",
+            "unsupported_parameter",
+        ),
+        ({"tools": [{"type": "web_search"}]}, "tools[0]", "invalid_value"),
+        ({"text": {"format": UNSATISFIABLE_FORMAT}}, "text.format.schema", "unsupported_parameter"),
+        ({"text": {"format": NOT_A_SCHEMA}}, "text.format.schema", "invalid_value"),
         ({"text": {"verbosity": "low"}}, "text.verbosity", "unsupported_parameter"),
         ({"reasoning": {"effort": "high"}}, "reasoning.effort", "unsupported_parameter"),
         ({"include": ["message.output_text.logprobs"]}, "include", "unsupported_parameter"),

@@ -154,9 +154,13 @@ async def test_a_straddling_stop_leaks_none_of_its_characters() -> None:
             break
     else:
         raise AssertionError("no seed gives a '. A' to stop at")
-    deltas = await run(request(seed=seed, stop=(". A",)))
+    deltas = await run(request(seed=seed, stop=("never there", ". A")))
     assert "".join(delta.text for delta in deltas) == full[: full.index(". A")]
     assert deltas[-1].finish_reason == "stop"
+    assert deltas[-1].stop_sequence == ". A"  # which stop ended it
+    unstopped = await run(request(seed=seed, stop=("never there",)))
+    assert unstopped[-1].finish_reason == "stop"
+    assert unstopped[-1].stop_sequence is None
 
 
 # -- tool calls ------------------------------------------------------------------------------
@@ -300,6 +304,23 @@ async def test_reasoning_effort_sets_the_length_of_the_reasoning() -> None:
     assert len(set(lengths)) == len(lengths)
 
 
+async def test_a_thinking_budget_caps_the_reasoning_and_the_answer_goes_on() -> None:
+    deltas = await run(request(model=REASONING_MODEL, reasoning_budget_tokens=7, max_tokens=4000))
+    usage = deltas[-1].usage
+    assert usage is not None
+    assert usage.reasoning_tokens is not None
+    assert 0 < usage.reasoning_tokens <= 7
+    assert sum(bool(delta.reasoning) for delta in deltas) == usage.reasoning_tokens
+    assert deltas[-1].finish_reason == "stop"
+    assert any(delta.text for delta in deltas)
+    roomy = await run(request(model=REASONING_MODEL, reasoning_budget_tokens=4000, max_tokens=4000))
+    default = await run(request(model=REASONING_MODEL, max_tokens=4000))
+    assert roomy == default  # a budget above the effort's length changes nothing
+    assert default[-1].usage is not None
+    assert default[-1].usage.reasoning_tokens is not None
+    assert default[-1].usage.reasoning_tokens > 7  # so the small budget did cut it
+
+
 async def test_reasoning_then_a_tool_call() -> None:
     deltas = await run(request(model=REASONING_MODEL, tools=(WEATHER,), tool_choice="required"))
     reasoning = "".join(delta.reasoning for delta in deltas)
@@ -324,6 +345,7 @@ async def test_max_tokens_inside_the_reasoning_leaves_no_answer() -> None:
     ("fields", "param"),
     [
         ({"reasoning_effort": "low"}, "reasoning_effort"),  # the plain model does not reason
+        ({"reasoning_budget_tokens": 1024}, "reasoning_budget_tokens"),
         ({"logprobs": True}, "logprobs"),
         ({"presence_penalty": 0.5}, "presence_penalty"),
         ({"logit_bias": {"42": 10.0}}, "logit_bias"),

@@ -9,6 +9,8 @@ path segment: ``POST /{scenario}/v1/chat/completions``, so one server (see
 Every request is recorded (path, headers, JSON body) with a
 ``threading.Event`` set when the client disconnected before the response
 was complete: the app runs in uvicorn's thread, the test in its own loop.
+``POST /responses`` is the Responses API for the ``responses`` scenario
+(its events scripted by the request), and absent (404) for every other.
 """
 
 from __future__ import annotations
@@ -180,6 +182,9 @@ class FaultyUpstream:
                 "application/json",
             )
             return
+        if rest == "v1/responses" and scope["method"] == "POST":
+            await self._responses(exchange, scenario)
+            return
         if rest != "v1/chat/completions" or scope["method"] != "POST":
             await exchange.reply(404, '{"error": {"message": "no such route"}}', "application/json")
             return
@@ -195,6 +200,43 @@ class FaultyUpstream:
             await handler(exchange)
         finally:
             await exchange.stop_watching()
+
+    # --- the Responses API -----------------------------------------------------------
+
+    async def _responses(self, ex: _Exchange, scenario: str) -> None:
+        """``POST /{scenario}/v1/responses``: only ``responses`` speaks the Responses API
+        (an empty body gets its 400, as from any API that has the route); ``status-N``
+        answers N; every other scenario has no such route (404)."""
+        if scenario.startswith("status-"):
+            await self._status(ex, scenario)
+            return
+        if scenario != "responses":
+            await ex.reply(404, '{"error": {"message": "no such route"}}', "application/json")
+            return
+        body = ex.record.body or {}
+        if "input" not in body:
+            error = {"message": "Missing required parameter: 'input'.", "type": "invalid_request"}
+            await ex.reply(400, json.dumps({"error": error}), "application/json")
+            return
+        ex.watch_disconnect()
+        try:
+            await self._events(ex, body.get("x_events", []))
+        finally:
+            await ex.stop_watching()
+
+    async def _events(self, ex: _Exchange, events: list[Any]) -> None:
+        """Each item of ``x_events``: an event object (sent with ``event:`` = its type),
+        or a string sent as the data of one event as it is."""
+        await ex.start()
+        for item in events:
+            if ex.gone:
+                return
+            if isinstance(item, str):
+                await ex.write(f"data: {item}\n\n")
+            else:
+                await ex.write(f"event: {item.get('type')}\ndata: {json.dumps(item)}\n\n")
+            await asyncio.sleep(0)  # let the disconnect watcher run
+        await ex.end()
 
     # --- scenarios -------------------------------------------------------------------
 
@@ -326,7 +368,7 @@ class FaultyUpstream:
     async def _script(self, ex: _Exchange) -> None:
         """Replays the chunks listed in the request's ``x_script`` field (unknown to
         ssechat, so the engine passes it on). Each item is a choice (``delta``,
-        ``finish_reason``, ``logprobs``) or ``{"usage": …}``, sent ``repeat`` times
+        ``finish_reason``, ``logprobs``, ``stop_reason``) or ``{"usage": …}``, sent ``repeat`` times
         (default once); ``[DONE]`` follows. JSON is ASCII-escaped, so a script can
         hold lone surrogate halves."""
         await ex.start()
@@ -346,8 +388,9 @@ class FaultyUpstream:
                 else:
                     choice = {"index": 0, "delta": item.get("delta", {})}
                     choice["finish_reason"] = item.get("finish_reason")
-                    if "logprobs" in item:
-                        choice["logprobs"] = item["logprobs"]
+                    for key in ("logprobs", "stop_reason"):  # vLLM names the matched stop
+                        if key in item:
+                            choice[key] = item[key]
                     obj["choices"] = [choice]
                 await ex.write("data: " + json.dumps(obj) + "\n\n")
                 await asyncio.sleep(0)  # let the disconnect watcher run

@@ -17,7 +17,11 @@ import pytest
 from backend.app import create_app
 from backend.config import Settings
 from backend.engines.base import ChatMessage, GenerationRequest
-from backend.engines.simulated import simulated_tokens
+from backend.engines.registry import EngineSet
+from backend.engines.simulated import SimulatedEngine, simulated_tokens
+from backend.generation.chat_request import chat_generation_request
+from backend.generation.request import RequestLimits
+from backend.schemas.chat import ChatCompletionRequest
 from tests.servers import serve_app
 from tests.whatwg_sse import parse_stream
 
@@ -290,11 +294,35 @@ def test_a_straddling_stop_is_not_leaked_streamed_or_not(client: httpx.Client) -
     body = {"messages": [{"role": "user", "content": prompt}], "seed": seed, "stop": [". A"]}
     whole = client.post(CHAT, json=body).json()["choices"][0]
     assert whole["message"]["content"] == full[: full.index(". A")]
-    assert whole["finish_reason"] == "stop"
+    assert (whole["finish_reason"], whole["stop_reason"]) == ("stop", ". A")
     raw = client.post(CHAT, json={**body, "stream": True}).content
     events, _ = parse_stream(raw)
+    chunks = [json.loads(event.data) for event in events[:-1]]
     streamed = "".join(
-        (json.loads(event.data)["choices"] or [{"delta": {}}])[0]["delta"].get("content") or ""
-        for event in events[:-1]
+        (chunk["choices"] or [{"delta": {}}])[0]["delta"].get("content") or "" for chunk in chunks
     )
     assert streamed == whole["message"]["content"]
+    final = chunks[-1]["choices"][0]
+    assert (final["finish_reason"], final["stop_reason"]) == ("stop", ". A")
+    assert all("stop_reason" not in chunk["choices"][0] for chunk in chunks[:-1])
+
+
+@pytest.mark.parametrize(
+    ("fields", "limit", "spelled"),
+    [
+        ({"max_tokens": 30}, 30, "max_tokens"),
+        ({"max_completion_tokens": 40}, 40, "max_completion_tokens"),
+        ({"max_tokens": 30, "max_completion_tokens": 40}, 40, "max_completion_tokens"),
+        ({}, Settings().default_max_tokens, "max_tokens"),
+    ],
+)
+def test_the_limit_keeps_the_client_s_spelling_and_sampling_not_sent_stays_unset(
+    fields: dict[str, Any], limit: int, spelled: str
+) -> None:
+    settings = Settings(engine="simulated")
+    engines = EngineSet(primary=SimulatedEngine(tokens_per_s=0))
+    engines.by_model = {model: engines.primary for model in engines.primary.models}
+    body = ChatCompletionRequest.model_validate({"messages": [USER], **fields})
+    request, _ = chat_generation_request(body, engines, RequestLimits.from_settings(settings))
+    assert (request.max_tokens, request.max_tokens_field) == (limit, spelled)
+    assert (request.temperature, request.top_p) == (None, None)

@@ -28,6 +28,7 @@ async def test_answers_and_stops_at_the_next_turn(engine: LlamaEngine) -> None:
     assert not any(stop.strip() in text for stop in TURN_STOPS)
     final = deltas[-1]
     assert final.finish_reason == "stop"
+    assert final.stop_sequence is None  # the transcript's turn stop is not the client's
     assert final.usage is not None
     assert final.usage.prompt_tokens > 0
     assert 0 < final.usage.completion_tokens < 20
@@ -151,12 +152,14 @@ async def test_stop_split_across_tokens_never_leaks(engine: LlamaEngine) -> None
     )
     assert helpers.text(deltas) == full[: full.index(stop)]
     assert deltas[-1].finish_reason == "stop"
+    assert deltas[-1].stop_sequence == stop  # the client's stop is named
     # A stop that starts matching but never completes loses nothing.
     never = (stop[:3] + "\x00",)
     deltas = await helpers.collect(
         engine.stream(helpers.request(question, max_tokens=24, stop=never))
     )
     assert helpers.text(deltas) == full
+    assert deltas[-1].stop_sequence is None
 
 
 @pytest.mark.llama

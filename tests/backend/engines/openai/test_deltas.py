@@ -203,6 +203,30 @@ async def test_finish_reasons_map_onto_ours(
 
 
 @pytest.mark.parametrize(
+    ("stop_reason", "reported"),
+    [
+        ("\n\nUser:", "\n\nUser:"),  # one of the request's stops: vLLM names it
+        (106, None),  # a stop token id, not a string
+        ("<|im_end|>", None),  # a stop the client did not ask for
+        (None, None),
+    ],
+)
+async def test_the_upstream_s_matched_stop_is_passed_on_when_it_is_the_client_s(
+    upstream: Upstream, client: httpx.AsyncClient, stop_reason: object, reported: str | None
+) -> None:
+    script: list[dict[str, Any]] = [
+        {"delta": {"content": "x"}},
+        {"delta": {}, "finish_reason": "stop", "stop_reason": stop_reason},
+    ]
+    deltas = await replay(upstream, client, script)
+    assert (deltas[-1].finish_reason, deltas[-1].stop_sequence) == ("stop", reported)
+    cut = await replay(
+        upstream, client, [{"delta": {}, "finish_reason": "length", "stop_reason": "\n\nUser:"}]
+    )
+    assert cut[-1].stop_sequence is None  # only a "stop" finish ends at a stop sequence
+
+
+@pytest.mark.parametrize(
     "endless",
     [
         {"content": "t"},

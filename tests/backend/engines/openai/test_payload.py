@@ -23,6 +23,17 @@ def test_fields_not_asked_for_are_left_out() -> None:
     }
 
 
+def test_sampling_not_sent_is_not_sent_and_the_limit_keeps_the_client_s_spelling() -> None:
+    bare = dataclasses.replace(REQUEST, temperature=None, top_p=None, seed=None, stop=())
+    payload = build_payload(bare, include_usage=False)
+    assert set(payload) == {"model", "messages", "stream", "max_tokens"}
+    assert payload["max_tokens"] == REQUEST.max_tokens
+    reasoning_model = dataclasses.replace(bare, max_tokens_field="max_completion_tokens")
+    payload = build_payload(reasoning_model, include_usage=False)
+    assert "max_tokens" not in payload
+    assert payload["max_completion_tokens"] == REQUEST.max_tokens
+
+
 def test_content_parts_keep_the_clients_order_when_text_parts_are_among_them() -> None:
     audio = ContentPart("input_audio", {"data": "AAAA", "format": "wav"})
     first = ContentPart("text", {"text": "Listen: "})
