@@ -104,6 +104,10 @@ async def metered_deltas(
             if delta.finish_reason is not None and not ended:
                 ended = True
                 meter.end(delta.finish_reason)
+                # The engine has nothing after its final delta: finish it now (its
+                # upstream connection, its thread's job), since a renderer stops
+                # iterating here and may leave this generator to the collector.
+                await close_iterator(deltas)
             yield delta
         if not ended:
             ended = True
