@@ -77,7 +77,7 @@ def text_placeholder(health: Mapping[str, Any] | None) -> str:
     """The message box's placeholder: no promise the model cannot keep."""
     engine = str((health or {}).get("engine") or "")
     if engine == "llama":
-        return "Write a message: a small local model continues it (fluent, often wrong)…"
+        return "Message a tiny local model (fluent, often wrong)…"
     if engine == "simulated":
-        return "Write a message: the simulated engine streams placeholder text back…"
+        return "Message the simulated engine (placeholder text)…"
     return "Write a message…"

@@ -200,26 +200,27 @@ class ChatStream:
                     await raise_for_status(response)
                     if self._built.stream_id is None:
                         self._built.stream_id = response.headers.get("x-stream-id")
-                    if self._cancel_sent:
-                        break  # stopped while connecting: cancel below, now that the id is known
-                    async for sse in source.aiter_sse():
-                        if self._cancel_sent:
-                            break  # stopped: what is still in flight is not the answer
-                        if sse.retry is not None:
-                            retry_s = min(sse.retry / 1000.0, MAX_RETRY_S)
-                        if sse.id:
-                            if last_id is not None and self._is_replayed(sse.id, last_id):
-                                continue
-                            last_id = sse.id
-                        if not sse.data and sse.event == "message":
-                            continue  # keep-alive artefact or a retry-only block
-                        progressed = True
-                        done, deltas = self._handle(parser, sse)
-                        for delta in deltas:
-                            yield delta
-                        if done:
-                            yield self._finish()
-                            return
+                    # Stopped while connecting: no events; the cancel goes out below,
+                    # now that the server has named the stream.
+                    if not self._cancel_sent:
+                        async for sse in source.aiter_sse():
+                            if self._cancel_sent:
+                                break  # stopped: what is still in flight is not the answer
+                            if sse.retry is not None:
+                                retry_s = min(sse.retry / 1000.0, MAX_RETRY_S)
+                            if sse.id:
+                                if last_id is not None and self._is_replayed(sse.id, last_id):
+                                    continue
+                                last_id = sse.id
+                            if not sse.data and sse.event == "message":
+                                continue  # keep-alive artefact or a retry-only block
+                            progressed = True
+                            done, deltas = self._handle(parser, sse)
+                            for delta in deltas:
+                                yield delta
+                            if done:
+                                yield self._finish()
+                                return
                 reason = "the response ended before the stream's final event"
             except SSEError as exc:  # not an event stream at all: resuming will not help
                 raise ChatClientError(

@@ -23,7 +23,7 @@ from ui.gradio_ui.chat import ChatSettings
 from ui.gradio_ui.link import BackendLink
 from ui.gradio_ui.live import Handoff, LiveAnswer, Run, Runs, updates, whole
 from ui.gradio_ui.messages import WAITING, WAITING_WHOLE, answer_messages, history_to_messages
-from ui.gradio_ui.metrics import DIALECT_LABELS, metrics_html
+from ui.gradio_ui.metrics import metrics_html
 from ui.gradio_ui.streams import chain, coalesce, merge
 
 __all__ = [
@@ -69,9 +69,9 @@ def preset_values(
 
 
 def pane_label(name: str, model: str | None, mode: str, dialect: str | None) -> str:
+    """What tells the panes apart first: legends cut long labels at the end."""
     kind = "stream" if mode != NON_STREAMING else "no stream"
-    wire = DIALECT_LABELS.get(dialect or "chat", dialect or "chat")
-    return f"{name}: {model or 'default'} · {kind} · {wire}"
+    return f"{name}: {kind} · {dialect or 'chat'} · {model or 'default'}"
 
 
 async def _tagged(

@@ -59,8 +59,8 @@ class LiveAnswer:
         self.content = ""
         self.reasoning = ""
         self.refusal = ""
-        self.reasoning_first_s: float | None = None
-        self.reasoning_last_s: float | None = None
+        self.reasoning_started = False
+        self.reasoning_done_s: float | None = None  # first other delta after the reasoning
         self.reasoning_open = False
         self.tools: dict[int, ToolBlock] = {}
         self.tokens = 0
@@ -83,11 +83,13 @@ class LiveAnswer:
         return time.perf_counter() - self.started
 
     def reasoning_s(self) -> float | None:
-        if self.answer is not None and self.answer.metrics.reasoning_s is not None:
-            return self.answer.metrics.reasoning_s
-        if self.reasoning_first_s is None or self.reasoning_last_s is None:
+        """How long the model thought: from the request to its first non-reasoning output
+        (as chat apps say "thought for 3 s"), or until now / the end if it never stopped."""
+        if not self.reasoning_started:
             return None
-        return self.reasoning_last_s - self.reasoning_first_s
+        if self.reasoning_done_s is not None:
+            return self.reasoning_done_s
+        return self.elapsed_s()
 
     def add(self, delta: Delta) -> None:
         if delta.text:
@@ -98,11 +100,11 @@ class LiveAnswer:
         self.reasoning_open = delta.kind == "reasoning"
         for block in self.tools.values():
             block.done = not (delta.kind == "tool_call" and delta.index == block.index)
+        if delta.kind != "reasoning" and self.reasoning_started and self.reasoning_done_s is None:
+            self.reasoning_done_s = delta.t_s
         if delta.kind == "reasoning":
             self.reasoning += delta.text
-            if self.reasoning_first_s is None:
-                self.reasoning_first_s = delta.t_s
-            self.reasoning_last_s = delta.t_s
+            self.reasoning_started = True
         elif delta.kind == "tool_call":
             index = delta.index or 0
             current = self.tools.get(index)
@@ -124,6 +126,7 @@ class LiveAnswer:
         self.reasoning = answer.reasoning
         self.refusal = answer.refusal
         self.reasoning_open = False
+        self.reasoning_started = self.reasoning_started or bool(answer.reasoning)
         self.tools = {
             call.index: ToolBlock(call.index, call.id, call.name, call.arguments, done=True)
             for call in answer.tool_calls

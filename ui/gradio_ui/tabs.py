@@ -99,14 +99,14 @@ def chat_tab() -> ChatTab:
                     autofocus=True,
                 )
                 send = gr.Button(
-                    "Send", variant="primary", elem_id="chat-send", scale=0, min_width=72
+                    "Send", variant="primary", elem_id="chat-send", scale=0, min_width=64
                 )
                 stop = gr.Button(
                     "Stop",
                     variant="stop",
                     elem_id="chat-stop",
                     scale=0,
-                    min_width=72,
+                    min_width=64,
                     interactive=False,
                 )
         with gr.Column(scale=2, min_width=300, elem_id="chat-side"):
@@ -143,43 +143,44 @@ class CompareTab:
 def _pane(name: str, mode: str) -> ComparePane:
     lower = name.lower()
     with gr.Column(min_width=340, elem_id=f"compare-col-{lower}", elem_classes=["ssechat-pane"]):
-        with gr.Row(elem_classes=["ssechat-pane-settings"]):
-            model = gr.Dropdown(
-                label=f"{name}: model",
-                choices=[""],
-                value="",
-                allow_custom_value=True,
-                min_width=150,
-            )
-            mode_box = gr.Dropdown(
-                label=f"{name}: mode", choices=list(MODES), value=mode, min_width=150
-            )
-        with gr.Row(elem_classes=["ssechat-pane-settings"]):
-            dialect = gr.Dropdown(
-                label=f"{name}: dialect", choices=DIALECT_CHOICES, value="chat", min_width=150
-            )
-            temperature = gr.Number(
-                label=f"{name}: temperature",
-                value=0.7,
-                minimum=0,
-                maximum=2,
-                step=0.1,
-                min_width=90,
-            )
-            max_tokens = gr.Number(
-                label=f"{name}: max tokens",
-                value=128,
-                minimum=1,
-                maximum=4096,
-                step=1,
-                precision=0,
-                min_width=90,
-            )
+        with gr.Accordion(f"{name}: settings", open=False, elem_id=f"compare-settings-{lower}"):
+            with gr.Row(elem_classes=["ssechat-pane-settings"]):
+                model = gr.Dropdown(
+                    label=f"{name}: model",
+                    choices=[""],
+                    value="",
+                    allow_custom_value=True,
+                    min_width=150,
+                )
+                mode_box = gr.Dropdown(
+                    label=f"{name}: mode", choices=list(MODES), value=mode, min_width=150
+                )
+                dialect = gr.Dropdown(
+                    label=f"{name}: dialect", choices=DIALECT_CHOICES, value="chat", min_width=150
+                )
+            with gr.Row(elem_classes=["ssechat-pane-settings"]):
+                temperature = gr.Number(
+                    label=f"{name}: temperature",
+                    value=0.7,
+                    minimum=0,
+                    maximum=2,
+                    step=0.1,
+                    min_width=120,
+                )
+                max_tokens = gr.Number(
+                    label=f"{name}: max tokens",
+                    value=128,
+                    minimum=1,
+                    maximum=4096,
+                    step=1,
+                    precision=0,
+                    min_width=120,
+                )
         answer = gr.Chatbot(
             label=f"Answer {name}",
             show_label=True,
             elem_id=f"compare-pane-{lower}",
-            height=340,
+            height=320,
             buttons=["copy"],
             placeholder="_The answer appears here._",
         )

@@ -1,4 +1,5 @@
-"""ui/gradio_ui/streams.py: coalescing keeps every item in order; merge fans in; closing cancels sources."""
+"""ui/gradio_ui/streams.py: coalesce keeps every item in order, merge fans in, chain runs
+sources in turn; closing cancels the sources."""
 
 from __future__ import annotations
 
