@@ -216,8 +216,10 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str, log: IO[bytes]) -> N
     raise RuntimeError(f"server at {url} not ready")
 
 
-# The answer streams into #chat-live (inside #chat-col), then moves into #chat-bot.
-OBSERVER_JS = arrival_observer_js("#chat-col", "[data-testid='bot']")
+# The answer streams into #chat-live (always in the page, hidden when empty), then moves
+# into the conversation: tokens first appear in #chat-live. Observing only it keeps the
+# observer's own work independent of the conversation's length.
+OBSERVER_JS = arrival_observer_js("#chat-live", "[data-testid='bot']")
 
 
 @dataclass

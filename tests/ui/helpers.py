@@ -4,6 +4,7 @@ read Prometheus counters, ask the backend for a reference answer, drive the page
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import sys
 import time
@@ -144,3 +145,11 @@ def wait_idle(page: Page, questions: int, timeout_ms: float = 30_000) -> None:
 def metric(page: Page, key: str, scope: str = "#chat-metrics") -> str:
     """The value of one metric card (``ttft``, ``rate``, ``tokens``, ``duration``, ``finish``)."""
     return page.locator(f"{scope} [data-metric='{key}'] .ssechat-value").inner_text()
+
+
+def wait_compare(page: Page, timeout_ms: float = 30_000) -> None:
+    """Until both Compare panes have a finish reason and Run both is usable again."""
+    for pane in ("a", "b"):
+        card = page.locator(f"#compare-metrics-{pane} [data-metric='finish'] .ssechat-value")
+        expect(card).not_to_have_text(re.compile("^(–|streaming…|waiting…)$"), timeout=timeout_ms)
+    expect(page.get_by_role("button", name="Run both")).to_be_enabled(timeout=timeout_ms)

@@ -156,7 +156,12 @@ def test_the_model_is_presented_honestly(page: Page, ui_url: str) -> None:
     expect(page.locator(".ssechat-header [data-pill='health']")).to_contain_text("ok")
 
 
-def test_every_control_has_an_accessible_name(page: Page, ui_url: str) -> None:
+def test_every_control_has_an_accessible_name_and_tabs_switch_cleanly(
+    page: Page, ui_url: str
+) -> None:
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
     open_app(page, ui_url)
     send(page, PROMPT)
     expect(page.get_by_role("button", name="Stop")).to_be_enabled()
@@ -174,3 +179,7 @@ def test_every_control_has_an_accessible_name(page: Page, ui_url: str) -> None:
             if re.match(rf"\s*- ({NAMED_ROLES})\b(?!\s*\")", line)
         ]
     assert not nameless, nameless
+    for tab in ("Inspector", "Chat", "Compare", "Chat"):  # switched back and forth
+        page.get_by_role("tab", name=tab).click()
+        expect(page.get_by_role("tab", name=tab)).to_have_attribute("aria-selected", "true")
+    assert not errors, errors

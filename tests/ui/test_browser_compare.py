@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.ui.helpers import metric, open_app, poll, reference_text, words
+from tests.ui.helpers import metric, open_app, poll, reference_text, wait_compare, words
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -34,7 +34,7 @@ def test_the_default_streams_one_pane_while_the_other_waits_for_the_whole_answer
         lambda: (pane_text(page, PANE_A), pane_text(page, PANE_B)),
         until=lambda v: "waiting" not in v[0] and len(v[0].split()) >= 3 and "waiting" in v[1],
     )
-    expect(page.get_by_role("button", name="Run both")).to_be_enabled(timeout=30_000)
+    wait_compare(page)
     expected = words(
         reference_text(
             ui_url,
@@ -64,7 +64,7 @@ def test_stop_marks_both_panes_and_their_metrics(page: Page, ui_url: str) -> Non
     page.get_by_role("button", name="Run both").click()
     poll(lambda: len(pane_text(page, PANE_A).split()), until=lambda n: n >= 3)
     page.locator("#compare-stop").click()
-    expect(page.get_by_role("button", name="Run both")).to_be_enabled(timeout=30_000)
+    wait_compare(page)
     for pane, metrics in ((PANE_A, "#compare-metrics-a"), (PANE_B, "#compare-metrics-b")):
         expect(page.locator(pane)).to_contain_text("stopped ·")
         assert metric(page, "finish", metrics) == "cancelled"

@@ -16,8 +16,10 @@ The browser's cost per streamed update must not grow with the chat, so:
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping, Sequence
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import gradio as gr
@@ -37,6 +39,9 @@ from ui.gradio_ui.streams import coalesce
 __all__ = ["ChatHandlers", "ChatSettings"]
 
 History = list[dict[str, Any]]
+# The metric cards change every update but nobody reads them that fast, and each
+# redraw is browser work: while streaming they are redrawn at most this often.
+METRICS_EVERY_S = 0.25
 Turn = dict[str, Any]  # {"history": the conversation before the question, "message": it}
 _DIALECTS: dict[str, DialectName] = {name: name for name in DIALECT_NAMES}
 
@@ -61,6 +66,21 @@ class ChatSettings:
             max_tokens=int(self.max_tokens),
             dialect=_DIALECTS.get(self.dialect or "", "chat"),
         )
+
+
+class Throttled:
+    """The last value again (which Gradio sends as no change) until ``every_s`` passed."""
+
+    def __init__(self, every_s: float) -> None:
+        self._every_s = every_s
+        self._at = float("-inf")
+        self._value = ""
+
+    def get(self, make: Callable[[], str]) -> str:
+        now = time.perf_counter()
+        if now - self._at >= self._every_s:
+            self._at, self._value = now, make()
+        return self._value
 
 
 def _session(request: gr.Request | None) -> str | None:
@@ -155,12 +175,13 @@ class ChatHandlers:
         settings = ChatSettings(model, dialect, system_prompt, temperature, top_p, max_tokens)
         messages = history_to_messages(turn["history"], turn["message"], system_prompt)
         live = LiveAnswer()
+        metrics = Throttled(METRICS_EVERY_S)
         with self.runs.start(session, "chat") as run:
             source = updates(self.link.client(), settings.request(messages), run)
             async for batch in coalesce(source, self.coalesce_s):
                 live = batch[-1]
                 if not live.done:
-                    yield answer_messages(live), metrics_html(live)
+                    yield answer_messages(live), metrics.get(partial(metrics_html, live))
         self._answers.put(session, live)
         yield answer_messages(live), metrics_html(live)
 

@@ -70,7 +70,7 @@ def metrics_html(live: LiveAnswer | None, title: str = "") -> str:
 def _cards(live: LiveAnswer) -> tuple[list[str], str]:
     answer = live.answer
     streamed = live.streamed
-    tokens_label = TOKENS_AXIS if streamed else "tokens (server count)"
+    tokens_label = TOKENS_AXIS if streamed else "tokens (server)"
     tokens_hint = (
         "streamed deltas that carried text: what the timeline plots"
         if streamed

@@ -37,11 +37,12 @@ EXAMPLES = [
 DIALECT_CHOICES = [(label, name) for name, label in DIALECT_LABELS.items()]
 
 
-def timeline(elem_id: str, title: str, *, height: int = 230) -> gr.LinePlot:
+def timeline(elem_id: str, title: str, *, height: int = 230, legend: bool = True) -> gr.LinePlot:
+    """Tokens over time; ``legend`` (one line per answer) where there is more than one."""
     return gr.LinePlot(
         x="t_ms",
         y="tokens",
-        color="answer",
+        color="answer" if legend else None,
         x_title="time since request (ms)",
         y_title=TOKENS_AXIS,
         elem_id=elem_id,
@@ -111,7 +112,7 @@ def chat_tab() -> ChatTab:
                 )
         with gr.Column(scale=2, min_width=300, elem_id="chat-side"):
             metrics = gr.HTML(metrics_html(None, "Last answer"), elem_id="chat-metrics")
-            plot = timeline("chat-timeline", "Token arrival")
+            plot = timeline("chat-timeline", "Token arrival", legend=False)
     return ChatTab(conversation, live, message, send, stop, metrics, plot)
 
 
@@ -178,9 +179,9 @@ def _pane(name: str, mode: str) -> ComparePane:
                 )
         answer = gr.Chatbot(
             label=f"Answer {name}",
-            show_label=True,
+            show_label=False,
             elem_id=f"compare-pane-{lower}",
-            height=320,
+            height=200,
             buttons=["copy"],
             placeholder="_The answer appears here._",
         )
@@ -189,16 +190,13 @@ def _pane(name: str, mode: str) -> ComparePane:
 
 
 def compare_tab() -> CompareTab:
-    with gr.Row(elem_id="compare-top", equal_height=True):
-        preset = gr.Radio(
-            list(PRESETS), value=DEFAULT_PRESET, label="Preset", elem_id="compare-preset", scale=3
-        )
-        sequential = gr.Checkbox(
-            label="One pane after the other",
-            info="for engines that generate one answer at a time (the local model)",
-            elem_id="compare-sequential",
-            scale=1,
-        )
+    preset = gr.Radio(
+        list(PRESETS),
+        value=DEFAULT_PRESET,
+        label="Preset",
+        show_label=False,
+        elem_id="compare-preset",
+    )
     with gr.Row(elem_id="compare-prompt-row", equal_height=True):
         prompt = gr.Textbox(
             value=EXAMPLES[0],
@@ -214,9 +212,17 @@ def compare_tab() -> CompareTab:
         stop = gr.Button(
             "Stop", variant="stop", scale=0, min_width=72, interactive=False, elem_id="compare-stop"
         )
+        # On for the local llama engine (set from /healthz): it generates one answer at a
+        # time, so run together one pane would wait for the other and count the wait.
+        sequential = gr.Checkbox(
+            label="one after the other",
+            elem_id="compare-sequential",
+            scale=0,
+            min_width=120,
+        )
     with gr.Row(elem_id="compare-panes", equal_height=False):
         panes = (_pane("A", STREAMING), _pane("B", NON_STREAMING))
-    plot = timeline("compare-timeline", "Token arrival, both panes", height=260)
+    plot = timeline("compare-timeline", "Token arrival, both panes", height=170)
     return CompareTab(preset, prompt, run, stop, sequential, panes, plot)
 
 

@@ -69,7 +69,7 @@ def test_a_non_streamed_answer_shows_the_servers_count_and_says_so() -> None:
     live.finish(answer)
     html = metrics_html(live)
     assert card(html, "tokens") == "7"
-    assert "tokens (server count)" in html
+    assert "tokens (server)" in html
     assert "not streamed (one JSON)" in html
 
 
