@@ -34,6 +34,15 @@ def _fmt(value: float | None, unit: str, digits: int = 0) -> str:
     return f"{value:.{digits}f}{unit}"
 
 
+def _ms(seconds: float | None) -> str:
+    """Milliseconds, or seconds from 1 s up: a card's value fits its width either way."""
+    if seconds is None:
+        return "–"
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    return f"{seconds * 1000:.0f} ms"
+
+
 def _card(key: str, label: str, value: str, hint: str = "") -> str:
     title = f' title="{html.escape(hint)}"' if hint else ""
     return (
@@ -78,13 +87,13 @@ def _cards(live: LiveAnswer) -> tuple[list[str], str]:
     )
     if answer is not None:
         m = answer.metrics
-        ttft = None if m.ttft_s is None else m.ttft_s * 1000
+        ttft = m.ttft_s
         finish = m.finish_reason or ("error" if live.error else "–")
         if live.error is not None and finish != "cancelled":
             finish = "error"
         values = (ttft, m.tokens_per_s, str(m.tokens), _fmt(m.duration_s, " s", 2), finish)
     else:
-        ttft = None if live.first_token_s is None else live.first_token_s * 1000
+        ttft = live.first_token_s
         rate = None
         first, last = live.first_token_s, live.last_token_s
         if first is not None and last is not None and last > first:
@@ -92,7 +101,7 @@ def _cards(live: LiveAnswer) -> tuple[list[str], str]:
         finish = "error" if live.error else ("streaming…" if streamed else "waiting…")
         values = (ttft, rate, str(live.tokens), _fmt(live.elapsed_s(), " s", 1), finish)
     cards = [
-        _card("ttft", "first token", _fmt(values[0], " ms"), "time from request to first text"),
+        _card("ttft", "first token", _ms(values[0]), "time from request to first text"),
         _card("rate", "tokens/s", _fmt(values[1], "", 1), "arrival rate once text flows"),
         _card("tokens", tokens_label, values[2], tokens_hint),
         _card("duration", "duration", values[3]),

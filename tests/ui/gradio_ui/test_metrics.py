@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from tests.ui.gradio_ui.answers import REASONING_THEN_TOOL_THEN_TEXT, built_answer, live_of
@@ -84,3 +85,13 @@ def test_timeline_of_a_streamed_answer_rises_token_by_token() -> None:
 def test_timeline_of_a_non_streamed_answer_jumps_at_the_end() -> None:
     rows = timeline_plot([("B", built_answer([], streamed=False, usage=Usage(1, 7, 8)))])["data"]
     assert rows == [[0.0, 0, "B"], [200.0, 0, "B"], [200.0, 7, "B"]]
+
+
+def test_a_slow_first_token_reads_in_seconds() -> None:
+    live = LiveAnswer()
+    live.finish(built_answer([("content", "x", None, None, None)] * 12))
+    assert card(metrics_html(live), "ttft") == "100 ms"
+    slow = built_answer([("content", "x", None, None, None)])
+    slow = dataclasses.replace(slow, metrics=dataclasses.replace(slow.metrics, ttft_s=1.234))
+    live.finish(slow)
+    assert card(metrics_html(live), "ttft") == "1.23 s"
