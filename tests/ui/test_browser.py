@@ -8,11 +8,12 @@ import time
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import ConsoleMessage, Page, expect
 
 from tests.ui.helpers import (
     BOT,
     LIVE,
+    USER,
     cancelled_by_request,
     metric,
     open_app,
@@ -115,7 +116,7 @@ def test_stop_marks_the_answer_and_every_number_describes_it(page: Page, ui_url:
     assert len(contents) == int(mark.group(2))
 
 
-def test_retry_and_undo(page: Page, ui_url: str) -> None:
+def test_retry_undo_and_edit(page: Page, ui_url: str) -> None:
     open_app(page, ui_url)
     send(page, PROMPT)
     wait_idle(page, 1)
@@ -127,6 +128,20 @@ def test_retry_and_undo(page: Page, ui_url: str) -> None:
     page.locator("#chat-bot").get_by_role("button", name="Undo").click()
     expect(page.locator(BOT)).to_have_count(0)
     expect(page.locator("#chat-input textarea")).to_have_value(PROMPT)
+    # Edit the first of two questions: what came after it goes, and it is answered anew.
+    send(page, PROMPT)
+    wait_idle(page, 1)
+    send(page, "A second question")
+    wait_idle(page, 2)
+    page.locator("#chat-bot").get_by_role("button", name="Edit").first.click()
+    page.locator("#chat-bot textarea").first.fill("An edited question")
+    page.locator("#chat-bot").get_by_role("button", name="Submit").click()
+    wait_idle(page, 1)
+    assert page.locator(USER).all_inner_texts() == ["An edited question"]
+    expected = reference_text(
+        ui_url, [{"role": "user", "content": "An edited question"}], **SIDEBAR
+    )
+    assert words(bot_text(page)) == words(expected)
 
 
 def test_saved_chats_survive_a_reload(page: Page, ui_url: str) -> None:
@@ -160,8 +175,13 @@ def test_every_control_has_an_accessible_name_and_tabs_switch_cleanly(
     page: Page, ui_url: str
 ) -> None:
     errors: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("console", console)
     open_app(page, ui_url)
     send(page, PROMPT)
     expect(page.get_by_role("button", name="Stop")).to_be_enabled()
