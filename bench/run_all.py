@@ -186,7 +186,7 @@ def sections() -> list[Section]:
         Section(
             "ui_latency",
             ["bench/ui_latency.py", "--coalesce", "40"],
-            timeout_s=300,
+            timeout_s=480,
             min_s=120,
             ready=_need_file("bench/ui_latency.py"),
             python=lambda: _llama_python() or sys.executable,
@@ -640,7 +640,10 @@ def render(chosen: list[Section], started_at: str, total_s: float) -> str:
         add("")
         ui = RESULTS / "ui_latency.md"
         if ui.exists() and ui.read_text().strip():
-            add("Output of `bench/ui_latency.py` (owned by the UI work; goal p95 < 100 ms):")
+            add(
+                "Output of `bench/ui_latency.py` (owned by the UI work; goals p95 < 50 ms "
+                "with 20 messages, < 100 ms with 200):"
+            )
             add("")
             add(ui.read_text().strip())
             add("")
@@ -651,14 +654,13 @@ def render(chosen: list[Section], started_at: str, total_s: float) -> str:
             ]
             met = None
             if verdicts:
-                tail = verdicts[0].rstrip(".").lower()
-                met = tail.endswith("met") and not tail.endswith("not met")
+                tails = [verdict.rstrip(".").lower() for verdict in verdicts]
+                met = all(tail.endswith("met") and not tail.endswith("not met") for tail in tails)
             goals.append(
                 (
-                    "4. UI event-to-browser p95 < 100 ms",
+                    "4. UI event-to-browser p95 < 100 ms (200 messages), < 50 ms (20)",
                     _status(met),
-                    (verdicts[0] if verdicts else "See section 4.")
-                    + " Long chats: see the table (coalescing grows with the history).",
+                    " ".join(verdicts) if verdicts else "See section 4.",
                 )
             )
         else:

@@ -26,8 +26,9 @@ import gradio as gr
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from ui.handlers import BackendLink, Handlers
-from ui.layout import CSS, THEME, build_blocks
+from ui.gradio_ui.handlers import Handlers
+from ui.gradio_ui.layout import CSS_PATH, THEME, build_blocks, page_js
+from ui.gradio_ui.link import BackendLink
 
 if TYPE_CHECKING:
     from backend.config import Settings
@@ -165,7 +166,8 @@ def build_app(
         server_port=config.port,
         ssr_mode=False,
         theme=THEME,
-        css=CSS,
+        css_paths=[CSS_PATH],
+        js=page_js(),
         footer_links=["api", "gradio", "settings"],
         run_history=False,
         auth=list(config.auth) or None,

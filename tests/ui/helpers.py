@@ -1,15 +1,18 @@
 """Helpers shared by the UI tests and the screenshot script: run ``python ui/app.py``,
-read Prometheus counters, ask the backend for a reference answer."""
+read Prometheus counters, ask the backend for a reference answer, drive the page."""
 
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
+from playwright.sync_api import Page, expect
 
 from tests.servers import free_port, serve_process
 
@@ -85,3 +88,68 @@ def reference_text(base_url: str, messages: list[dict[str, str]], **params: Any)
     response.raise_for_status()
     text: str = response.json()["choices"][0]["message"]["content"]
     return text
+
+
+# --------------------------------------------------------------------------- browser
+
+
+BOT = "#chat-bot [data-testid='bot']"  # one per message (an answer may be several)
+USER = "#chat-bot [data-testid='user']"
+ANSWER = "#chat-bot .bot-row"  # one bubble per answer: thinking, tool calls, text
+LIVE = "#chat-live [data-testid='bot']"
+
+
+def words(text: str) -> str:
+    """Rendered Markdown differs from the raw text only in whitespace for these answers."""
+    return " ".join(text.split())
+
+
+def poll(
+    read: Callable[[], Any], until: Callable[[Any], bool], timeout_s: float = 30.0
+) -> list[Any]:
+    """Sample ``read()`` every ~20 ms until ``until(value)``; return every distinct sample."""
+    samples: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = read()
+        if not samples or samples[-1] != value:
+            samples.append(value)
+        if until(value):
+            return samples
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {timeout_s}s; last value {value!r}")
+        time.sleep(0.02)
+
+
+def open_app(page: Page, url: str) -> None:
+    """Load the UI and wait for the header to show the backend's answer to /healthz."""
+    page.goto(url)
+    expect(page.locator("#chat-input textarea")).to_be_visible(timeout=30_000)
+    expect(page.locator(".ssechat-header")).to_contain_text("engine", timeout=30_000)
+
+
+def send(page: Page, text: str) -> None:
+    box = page.locator("#chat-input textarea")
+    box.fill(text)
+    box.press("Enter")
+
+
+def wait_idle(page: Page, questions: int, timeout_ms: float = 30_000) -> None:
+    """Until the conversation holds ``questions`` questions, the last one's answer has
+    moved in from the live answer, and Send is usable again."""
+    expect(page.locator(USER)).to_have_count(questions, timeout=timeout_ms)
+    expect(page.locator(LIVE)).to_have_count(0, timeout=timeout_ms)
+    expect(page.locator("#chat-send")).to_be_enabled(timeout=timeout_ms)
+
+
+def metric(page: Page, key: str, scope: str = "#chat-metrics") -> str:
+    """The value of one metric card (``ttft``, ``rate``, ``tokens``, ``duration``, ``finish``)."""
+    return page.locator(f"{scope} [data-metric='{key}'] .ssechat-value").inner_text()
+
+
+def wait_compare(page: Page, timeout_ms: float = 30_000) -> None:
+    """Until both Compare panes have a finish reason and Run both is usable again."""
+    for pane in ("a", "b"):
+        card = page.locator(f"#compare-metrics-{pane} [data-metric='finish'] .ssechat-value")
+        expect(card).not_to_have_text(re.compile("^(–|streaming…|waiting…)$"), timeout=timeout_ms)
+    expect(page.get_by_role("button", name="Run both")).to_be_enabled(timeout=timeout_ms)

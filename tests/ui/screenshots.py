@@ -1,9 +1,12 @@
-"""Regenerate docs/screenshot-chat.png and docs/screenshot-compare.png.
+"""Regenerate the README's screenshots (docs/screenshot-*.png) from the default engine.
 
-    PYTHONPATH=. python -m tests.ui.screenshots [--out docs]
+    PYTHONPATH=. python -m tests.ui.screenshots [--out docs] [--engine auto]
 
-Starts ``python ui/app.py`` (embedded backend, simulated engine), drives it
-with headless Chromium like a user would, and saves two screenshots.
+Starts ``python ui/app.py`` as ``make run`` does (the default engine: the local
+Gemma 3 270M model, or the simulated engine where it cannot load, which the
+header then says), drives it with headless Chromium like a user would, and
+saves the Chat tab at 1440, 1024, 800 and 480 px wide, Compare at 1440 and
+800 px, and the Inspector at 1440 px, all 900 px high.
 """
 
 from __future__ import annotations
@@ -12,75 +15,73 @@ import argparse
 import logging
 from pathlib import Path
 
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import REPO_ROOT
-from tests.ui.helpers import run_ui_process
+from tests.ui.helpers import open_app, run_ui_process, send, wait_compare, wait_idle
 
 logger = logging.getLogger(__name__)
 
+HEIGHT = 900
+CHAT_WIDTHS = (1440, 1024, 800, 480)
+COMPARE_WIDTHS = (1440, 800)
 CHAT_TURNS = [
-    "How do Server-Sent Events work?",
-    "And what happens when the connection drops?",
+    "Server-Sent Events are",
+    "Why does a streamed answer feel faster?",
 ]
 
 
-def _wait_answer(page: Page) -> None:
-    # The metrics note gains "finish:" once the answer is complete.
-    expect(page.locator("#chat-metrics .ssechat-note")).to_contain_text("finish", timeout=60_000)
-
-
-def chat_screenshot(page: Page, url: str, path: Path) -> None:
-    page.goto(url)
-    expect(page.locator(".ssechat-header")).to_contain_text("engine", timeout=30_000)
-    box = page.locator("#chat-input textarea")
+def chat(page: Page, url: str) -> None:
+    open_app(page, url)
     for index, turn in enumerate(CHAT_TURNS):
-        box.fill(turn)
-        box.press("Enter")
-        expect(page.locator("#chat-bot [data-testid='bot']")).to_have_count(
-            index + 1, timeout=30_000
-        )
-        _wait_answer(page)
-        # The next answer's metrics start from "finish" again: wait for the input to free up.
-        expect(box).to_be_enabled(timeout=30_000)
+        send(page, turn)
+        wait_idle(page, index + 1, timeout_ms=120_000)
     page.wait_for_timeout(800)  # let the plot finish its transition
-    page.screenshot(path=str(path), full_page=True)
 
 
-def compare_screenshot(page: Page, url: str, path: Path) -> None:
-    page.goto(url)
-    expect(page.locator(".ssechat-header")).to_contain_text("engine", timeout=30_000)
+def compare(page: Page, url: str) -> None:
+    open_app(page, url)
     page.get_by_role("tab", name="Compare").click()
     page.get_by_role("button", name="Run both").click()
-    for pane in ("a", "b"):
-        expect(page.locator(f"#compare-metrics-{pane} .ssechat-note")).to_contain_text(
-            "finish", timeout=60_000
-        )
+    wait_compare(page, timeout_ms=120_000)
     page.wait_for_timeout(800)
-    page.screenshot(path=str(path), full_page=True)
+
+
+def inspector(page: Page, url: str) -> None:
+    chat(page, url)
+    page.get_by_role("tab", name="Inspector").click()
+    page.locator("#inspector .ssechat-ev > summary").nth(2).click()
+    page.wait_for_timeout(300)
+
+
+def shoot(browser: Browser, url: str, name: str, width: int, out: Path) -> None:
+    context = browser.new_context(viewport={"width": width, "height": HEIGHT})
+    try:
+        page = context.new_page()
+        {"chat": chat, "compare": compare, "inspector": inspector}[name](page, url)
+        path = out / f"screenshot-{name}-{width}.png"
+        page.screenshot(path=str(path))
+        logger.info("wrote %s", path)
+    finally:
+        context.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs")
-    parser.add_argument("--width", type=int, default=1440)
-    parser.add_argument("--height", type=int, default=960)
+    parser.add_argument("--engine", default="auto", help="SSECHAT_ENGINE (default: auto)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     args.out.mkdir(parents=True, exist_ok=True)
-    with run_ui_process({"SSECHAT_SIM_TOKENS_PER_S": "80"}) as url, sync_playwright() as pw:
+    with run_ui_process({"SSECHAT_ENGINE": args.engine}) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            for name, shoot in (("chat", chat_screenshot), ("compare", compare_screenshot)):
-                context = browser.new_context(
-                    viewport={"width": args.width, "height": args.height},
-                    device_scale_factor=1,
-                )
-                path = args.out / f"screenshot-{name}.png"
-                shoot(context.new_page(), url, path)
-                context.close()
-                logger.info("wrote %s", path)
+            for width in CHAT_WIDTHS:
+                shoot(browser, url, "chat", width, args.out)
+            for width in COMPARE_WIDTHS:
+                shoot(browser, url, "compare", width, args.out)
+            shoot(browser, url, "inspector", 1440, args.out)
         finally:
             browser.close()
 

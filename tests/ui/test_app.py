@@ -1,4 +1,5 @@
-"""``python ui/app.py`` as a subprocess, driven through gradio_client (the ``/chat`` API)."""
+"""``python ui/app.py`` as a subprocess, driven through gradio_client (the ``/chat`` API:
+the same client, stream loop and text as the Chat tab, without its components)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ def test_chat_streams_growing_partial_messages(ui_url: str) -> None:
     metrics_html = outputs[-1][1]
     assert "first token" in metrics_html
     assert f">{PARAMS['max_tokens']}<" in metrics_html  # the token count card
-    assert "finish: length" in metrics_html
+    assert 'data-metric="finish" title="finish reason"><div class="ssechat-value">length<' in (
+        metrics_html
+    )
 
 
 def test_errors_become_readable_messages_and_the_app_keeps_working(ui_url: str) -> None:

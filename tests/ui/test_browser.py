@@ -1,193 +1,205 @@
-"""A real browser (headless Chromium via Playwright) on ``python ui/app.py``."""
+"""The Chat tab and the Inspector in a real browser (headless Chromium) on ``python ui/app.py``."""
 
 from __future__ import annotations
 
 import itertools
+import re
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import ConsoleMessage, Page, expect
 
-from tests.chromium import CHROMIUM, CHROMIUM_ARGS
-from tests.ui.helpers import cancelled_by_request, reference_text
+from tests.ui.helpers import (
+    BOT,
+    LIVE,
+    USER,
+    cancelled_by_request,
+    metric,
+    open_app,
+    poll,
+    reference_text,
+    send,
+    wait_idle,
+    words,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 
 PROMPT = "Explain Server-Sent Events in a few sentences."
-BOT = "#chat-bot [data-testid='bot']"
+LONG = "Tell me a long story about streaming."
+# The sidebar's defaults: what the reference answer must be asked with.
+SIDEBAR = {"temperature": 0.7, "top_p": 1.0, "max_tokens": 256}
+NAMED_ROLES = "button|textbox|combobox|checkbox|radio|slider|spinbutton|link|searchbox|switch"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1440, "height": 1000})
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-def words(text: str) -> str:
-    """Rendered Markdown differs from the raw text only in whitespace for these answers."""
-    return " ".join(text.split())
-
-
-def poll(
-    read: Callable[[], Any], until: Callable[[Any], bool], timeout_s: float = 30.0
-) -> list[Any]:
-    """Sample ``read()`` every ~20 ms until ``until(value)``; return every distinct sample."""
-    samples: list[Any] = []
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = read()
-        if not samples or samples[-1] != value:
-            samples.append(value)
-        if until(value):
-            return samples
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout_s}s; last value {value!r}")
-        time.sleep(0.02)
-
-
-def open_chat(page: Page, url: str) -> None:
-    page.goto(url)
-    expect(page.locator("#chat-input textarea")).to_be_visible(timeout=30_000)
-    # The header is filled from /healthz once the page has loaded.
-    expect(page.locator(".ssechat-header")).to_contain_text("engine", timeout=30_000)
-
-
-def send(page: Page, text: str) -> None:
-    box = page.locator("#chat-input textarea")
-    box.fill(text)
-    box.press("Enter")
-
-
-def bot_text(page: Page) -> str:
-    bots = page.locator(BOT)
+def bot_text(page: Page, selector: str = BOT) -> str:
+    bots = page.locator(selector)
     return bots.last.inner_text() if bots.count() else ""
 
 
-def test_chat_answer_grows_in_the_browser(page: Page, ui_url: str) -> None:
-    open_chat(page, ui_url)
-    send(page, PROMPT)
-    metrics = page.locator("#chat-metrics .ssechat-note")
-    samples = poll(
-        lambda: (bot_text(page), metrics.inner_text()),
-        until=lambda value: "finish:" in value[1],
+def inspector_rows(page: Page) -> list[list[str]]:
+    """The cells of every Inspector row, read at once (the list is redrawn whole)."""
+    rows: list[list[str]] = page.evaluate(
+        """() => [...document.querySelectorAll('#inspector .ssechat-ev > summary')]
+                 .map(s => [...s.children].map(c => c.textContent))"""
     )
-    texts = [words(text) for text, _ in samples if text.strip()]
+    return rows
+
+
+def test_chat_answer_streams_then_moves_into_the_conversation(page: Page, ui_url: str) -> None:
+    open_app(page, ui_url)
+    send(page, PROMPT)
+    samples = poll(
+        lambda: (bot_text(page, LIVE), page.locator(BOT).count()),
+        until=lambda value: value[1] == 1,
+    )
+    texts = [words(text) for text, _ in samples if text.strip() and "waiting" not in text]
     growing = [t for i, t in enumerate(texts) if i == 0 or t != texts[i - 1]]
     assert len(growing) >= 3, growing  # seen partial, in several steps
     for shorter, longer in itertools.pairwise(growing):
         assert longer.startswith(shorter)
-    expected = reference_text(
-        ui_url, [{"role": "user", "content": PROMPT}], temperature=0.7, top_p=1.0, max_tokens=256
-    )
+    wait_idle(page, 1)
+    expected = reference_text(ui_url, [{"role": "user", "content": PROMPT}], **SIDEBAR)
     assert words(bot_text(page)) == words(expected)
-    assert "streamed (SSE)" in metrics.inner_text()
-    # The timeline is drawn, and the Inspector lists the raw events, ending with [DONE].
-    expect(page.locator("#chat-timeline svg").first).to_contain_text("tokens received")
+    expect(page.locator(LIVE)).to_have_count(0)  # the live answer is gone, hidden
+    assert metric(page, "finish") in ("stop", "length")
+    tokens = int(metric(page, "tokens"))
+    assert "streamed (SSE) · Chat Completions" in page.locator("#chat-metrics").inner_text()
+    expect(page.locator("#chat-timeline svg").first).to_contain_text("tokens streamed")
+
+    # The Inspector: one row per event, as many content rows as the token card says,
+    # [DONE] last, each row's JSON on demand.
     page.get_by_role("tab", name="Inspector").click()
-    inspector = page.locator("#inspector")
-    expect(inspector).to_contain_text("chat.completion.chunk")
-    inspector.get_by_placeholder("Search").fill("DONE")  # the table is virtualised
-    expect(inspector).to_contain_text("[DONE]")
+    expect(page.locator("#inspector .ssechat-ev").first).to_be_visible()
+    rows = inspector_rows(page)
+    assert rows[-1][2:4] == ["message", "done"]
+    assert sum(1 for row in rows if row[3] == "content") == tokens
+    assert [int(row[1]) for row in rows] == list(range(1, len(rows) + 1))
+    page.locator("#inspector .ssechat-ev > summary").nth(1).click()
+    data = page.locator("#inspector .ssechat-ev[open] pre")
+    expect(data).to_contain_text('"object": "chat.completion.chunk"')
+    # The filter: usage only.
+    kinds = page.locator("#inspector-kinds")
+    for kind in ("content", "reasoning", "tool call", "error", "other"):
+        kinds.get_by_label(kind, exact=True).uncheck()
+    poll(lambda: [row[3] for row in inspector_rows(page)], until=lambda k: k == ["usage"])
 
 
-def test_stop_cancels_the_generation_on_the_server(page: Page, ui_url: str) -> None:
+def test_stop_marks_the_answer_and_every_number_describes_it(page: Page, ui_url: str) -> None:
     before = cancelled_by_request(httpx.get(f"{ui_url}/metrics", timeout=10).text)
-    open_chat(page, ui_url)
-    send(page, "Tell me a long story about streaming.")  # 256 tokens: about 5 s at 50/s
-    poll(lambda: len(bot_text(page).split()), until=lambda n: n >= 5)
-    page.locator("#chat-input [data-testid='stop-button']").click()
+    open_app(page, ui_url)
+    send(page, LONG)  # 256 tokens: about 5 s at 50/s
+    poll(lambda: len(bot_text(page, LIVE).split()), until=lambda n: n >= 5)
+    page.get_by_role("button", name="Stop").click()
+    wait_idle(page, 1)
     poll(
         lambda: cancelled_by_request(httpx.get(f"{ui_url}/metrics", timeout=10).text),
         until=lambda n: n == before + 1,
         timeout_s=10,
     )
     stopped = bot_text(page)
+    mark = re.search(r"stopped · (\d+\.\d) s · (\d+) tokens", stopped)
+    assert mark, stopped
+    assert metric(page, "finish") == "cancelled"
+    assert metric(page, "tokens") == mark.group(2)
+    assert f"{float(metric(page, 'duration').split()[0]):.1f}" == mark.group(1)
     time.sleep(1.0)  # at 50 tokens/s a running answer would grow by ~50 tokens meanwhile
     assert bot_text(page) == stopped
-    full = reference_text(
-        ui_url,
-        [{"role": "user", "content": "Tell me a long story about streaming."}],
-        temperature=0.7,
-        top_p=1.0,
-        max_tokens=256,
-    )
+    full = reference_text(ui_url, [{"role": "user", "content": LONG}], **SIDEBAR)
     assert len(words(stopped)) < len(words(full))
-    expect(page.locator("#chat-input textarea")).to_be_enabled()  # ready for the next one
+    expect(page.get_by_role("button", name="Stop")).to_be_disabled()
+    # The Inspector lists the stopped answer: as many content rows as its tokens.
+    page.get_by_role("tab", name="Inspector").click()
+    expect(page.locator("#inspector .ssechat-ev").first).to_be_visible()
+    contents = [row for row in inspector_rows(page) if row[3] == "content"]
+    assert len(contents) == int(mark.group(2))
 
 
-def test_compare_fills_both_panes(page: Page, ui_url: str) -> None:
-    page.goto(ui_url)
-    page.get_by_role("tab", name="Compare").click()
-    expect(page.locator("#compare-prompt textarea")).to_be_visible(timeout=30_000)
-    expect(page.locator(".ssechat-header")).to_contain_text("engine", timeout=30_000)
-    prompt = page.locator("#compare-prompt textarea").input_value()
-    page.get_by_role("button", name="Run both").click()
-    pane_a, pane_b = page.locator("#compare-pane-a"), page.locator("#compare-pane-b")
-    # The streaming pane shows text while the non-streaming one is still waiting.
-    poll(
-        lambda: (pane_a.inner_text(), pane_b.inner_text()),
-        until=lambda v: "waiting" not in v[0] and "appears here" not in v[0] and "waiting" in v[1],
+def test_retry_undo_and_edit(page: Page, ui_url: str) -> None:
+    open_app(page, ui_url)
+    send(page, PROMPT)
+    wait_idle(page, 1)
+    first = bot_text(page)
+    page.locator("#chat-bot").get_by_role("button", name="Retry").click()
+    wait_idle(page, 1)
+    assert page.locator("#chat-bot [data-testid='user']").count() == 1
+    assert words(bot_text(page)) == words(first)  # same request, deterministic engine
+    page.locator("#chat-bot").get_by_role("button", name="Undo").click()
+    expect(page.locator(BOT)).to_have_count(0)
+    expect(page.locator("#chat-input textarea")).to_have_value(PROMPT)
+    # Edit the first of two questions: what came after it goes, and it is answered anew.
+    send(page, PROMPT)
+    wait_idle(page, 1)
+    send(page, "A second question")
+    wait_idle(page, 2)
+    page.locator("#chat-bot").get_by_role("button", name="Edit").first.click()
+    page.locator("#chat-bot textarea").first.fill("An edited question")
+    page.locator("#chat-bot").get_by_role("button", name="Submit").click()
+    wait_idle(page, 1)
+    assert page.locator(USER).all_inner_texts() == ["An edited question"]
+    expected = reference_text(
+        ui_url, [{"role": "user", "content": "An edited question"}], **SIDEBAR
     )
-    notes = page.locator("#compare-metrics-a .ssechat-note, #compare-metrics-b .ssechat-note")
-    poll(
-        lambda: [notes.nth(i).inner_text() for i in range(notes.count())],
-        until=lambda v: len(v) == 2 and all("finish:" in note for note in v),
-    )
-    expected = words(
-        reference_text(
-            ui_url,
-            [{"role": "user", "content": prompt}],
-            temperature=0.7,
-            top_p=1.0,
-            max_tokens=128,
-        )
-    )
-    assert words(pane_a.inner_text()) == expected
-    assert words(pane_b.inner_text()) == expected
-    assert "streamed (SSE)" in notes.nth(0).inner_text()
-    assert "not streamed" in notes.nth(1).inner_text()
-    # One plot, both timelines.
-    legend = page.locator("#compare-timeline svg").first
-    expect(legend).to_contain_text("A: ssechat-simulated (stream)")
-    expect(legend).to_contain_text("B: ssechat-simulated (no strea")
+    assert words(bot_text(page)) == words(expected)
 
 
-def run_demo(page: Page, url: str) -> tuple[str, str]:
-    page.goto(f"{url}/demo")
-    page.locator("#prompt").fill(PROMPT)
-    page.locator("#max_tokens").fill("64")
-    page.locator("#send").click()
-    expect(page.locator("#answer")).to_have_attribute("data-done", "true", timeout=30_000)
-    return page.locator("#answer").inner_text(), page.locator("#status").inner_text()
+def test_saved_chats_survive_a_reload(page: Page, ui_url: str) -> None:
+    open_app(page, ui_url)
+    send(page, "A question worth keeping")
+    wait_idle(page, 1)
+    answer = bot_text(page)
+    page.reload()
+    open_app(page, ui_url)
+    saved = page.locator("#saved-chats")
+    expect(saved).to_contain_text("A question worth keeping")
+    expect(page.locator(BOT)).to_have_count(0)  # a reload starts a new chat
+    saved.get_by_text("A question worth keeping").click()
+    expect(page.locator(BOT)).to_have_count(1)
+    assert bot_text(page) == answer
+    page.get_by_role("button", name="New chat").click()
+    expect(page.locator(BOT)).to_have_count(0)
 
 
-def test_demo_page_renders_the_answer_with_eventsource(page: Page, ui_url: str) -> None:
-    seen: list[str] = []
-    page.on("request", lambda request: seen.append(f"{request.method} {request.url}"))
-    text, status = run_demo(page, ui_url)
-    assert text == reference_text(ui_url, [{"role": "user", "content": PROMPT}], max_tokens=64)
-    assert "0 reconnects" in status
-    assert any(r.startswith("GET ") and "/events?last_event_id=0" in r for r in seen)
+def test_the_model_is_presented_honestly(page: Page, ui_url: str) -> None:
+    open_app(page, ui_url)
+    expect(page.locator(".ssechat-header")).to_contain_text("not a language model")
+    expect(page.locator("#chat-bot")).to_contain_text("SSECHAT_ENGINE=openai")
+    placeholder = page.locator("#chat-input textarea").get_attribute("placeholder") or ""
+    assert "simulated" in placeholder
+    assert "Ask anything" not in placeholder
+    expect(page.locator(".ssechat-header [data-pill='health']")).to_contain_text("ok")
 
 
-def test_demo_page_survives_dropped_connections(page: Page, faulty_ui_url: str) -> None:
-    """Every SSE response is cut after 5 events: the browser reconnects with
-    Last-Event-ID by itself, and the answer is still complete and not doubled."""
-    text, status = run_demo(page, faulty_ui_url)
-    expected = reference_text(faulty_ui_url, [{"role": "user", "content": PROMPT}], max_tokens=64)
-    assert text == expected
-    reconnects = int(status.split(" reconnects")[0].rsplit(" ", 1)[1])
-    assert reconnects >= 5
+def test_every_control_has_an_accessible_name_and_tabs_switch_cleanly(
+    page: Page, ui_url: str
+) -> None:
+    errors: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", console)
+    open_app(page, ui_url)
+    send(page, PROMPT)
+    expect(page.get_by_role("button", name="Stop")).to_be_enabled()
+    wait_idle(page, 1)
+    nameless: list[str] = []
+    for tab in ("Chat", "Compare", "Inspector"):
+        page.get_by_role("tab", name=tab).click()
+        if tab == "Compare":
+            for name in ("A: settings", "B: settings"):
+                page.get_by_role("button", name=name).click()
+        snapshot = page.locator("body").aria_snapshot()
+        nameless += [
+            f"{tab}: {line.strip()}"
+            for line in snapshot.splitlines()
+            if re.match(rf"\s*- ({NAMED_ROLES})\b(?!\s*\")", line)
+        ]
+    assert not nameless, nameless
+    for tab in ("Inspector", "Chat", "Compare", "Chat"):  # switched back and forth
+        page.get_by_role("tab", name=tab).click()
+        expect(page.get_by_role("tab", name=tab)).to_have_attribute("aria-selected", "true")
+    assert not errors, errors

@@ -79,6 +79,7 @@ class ChatStream:
         self.dialect: Dialect = dialect_for(request.dialect)
         self._finished = False
         self._cancel_sent = False
+        self._server_cancelled = False
         self._response: httpx.Response | None = None
         self._iterator: AsyncGenerator[Delta | Answer, None] | None = None
         self._started = time.perf_counter()
@@ -113,17 +114,26 @@ class ChatStream:
         return self._answer()
 
     async def cancel(self) -> None:
-        """Stop the generation on the server, then close our connection."""
+        """Stop the generation on the server, then close our connection.
+
+        Before the server has named the stream (no response yet) the request is
+        remembered: the reconnect loop sends it as soon as the id is known.
+        """
         if not (self._finished or self._cancel_sent):
             self._cancel_sent = True
             self._built.cancelled = True
-            if self.stream_id is not None:
-                try:
-                    await self._client.cancel(self.stream_id, dialect=self._request.dialect)
-                except ChatClientError as exc:
-                    # Finished or expired on the server meanwhile: nothing left to stop.
-                    logger.info("cancel of %s: %s", self.stream_id, exc.message)
+            await self._cancel_on_server()
         await self._close_response()
+
+    async def _cancel_on_server(self) -> None:
+        if self.stream_id is None or self._server_cancelled:
+            return
+        self._server_cancelled = True
+        try:
+            await self._client.cancel(self.stream_id, dialect=self._request.dialect)
+        except ChatClientError as exc:
+            # Finished or expired on the server meanwhile: nothing left to stop.
+            logger.info("cancel of %s: %s", self.stream_id, exc.message)
 
     async def aclose(self) -> None:
         """Release the stream; an unfinished answer is cancelled on the server first."""
@@ -171,6 +181,9 @@ class ChatStream:
 
     async def _run(self) -> AsyncGenerator[Delta | Answer, None]:
         self._started = time.perf_counter()
+        if self._cancel_sent:  # stopped before it began: nothing to ask the server
+            yield self._finish()
+            return
         parser = self.dialect.parser()
         last_id: str | None = None  # the spec's "last event ID buffer"
         retry_s = DEFAULT_RETRY_S
@@ -187,24 +200,27 @@ class ChatStream:
                     await raise_for_status(response)
                     if self._built.stream_id is None:
                         self._built.stream_id = response.headers.get("x-stream-id")
-                    async for sse in source.aiter_sse():
-                        if self._cancel_sent:
-                            break  # stopped: what is still in flight is not the answer
-                        if sse.retry is not None:
-                            retry_s = min(sse.retry / 1000.0, MAX_RETRY_S)
-                        if sse.id:
-                            if last_id is not None and self._is_replayed(sse.id, last_id):
-                                continue
-                            last_id = sse.id
-                        if not sse.data and sse.event == "message":
-                            continue  # keep-alive artefact or a retry-only block
-                        progressed = True
-                        done, deltas = self._handle(parser, sse)
-                        for delta in deltas:
-                            yield delta
-                        if done:
-                            yield self._finish()
-                            return
+                    # Stopped while connecting: no events; the cancel goes out below,
+                    # now that the server has named the stream.
+                    if not self._cancel_sent:
+                        async for sse in source.aiter_sse():
+                            if self._cancel_sent:
+                                break  # stopped: what is still in flight is not the answer
+                            if sse.retry is not None:
+                                retry_s = min(sse.retry / 1000.0, MAX_RETRY_S)
+                            if sse.id:
+                                if last_id is not None and self._is_replayed(sse.id, last_id):
+                                    continue
+                                last_id = sse.id
+                            if not sse.data and sse.event == "message":
+                                continue  # keep-alive artefact or a retry-only block
+                            progressed = True
+                            done, deltas = self._handle(parser, sse)
+                            for delta in deltas:
+                                yield delta
+                            if done:
+                                yield self._finish()
+                                return
                 reason = "the response ended before the stream's final event"
             except SSEError as exc:  # not an event stream at all: resuming will not help
                 raise ChatClientError(
@@ -218,6 +234,7 @@ class ChatStream:
                 self._response = None
             # The connection is gone without the final event.
             if self._cancel_sent:
+                await self._cancel_on_server()  # a no-op unless stopped before the id was known
                 yield self._finish()
                 return
             if self.stream_id is None:

@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from ui.client import Answer, ChatClientError, ChatRequest
+from ui.present import answer_note
 from ui.streamlit_support.config import StreamlitConfig
 from ui.streamlit_support.embedded import EmbeddedBackend, start_backend
-from ui.streamlit_support.state import ChatMessage, ChatState, answer_note, to_messages
+from ui.streamlit_support.state import ChatMessage, ChatState, to_messages
 from ui.streamlit_support.sync_client import SyncChatClient, SyncChatStream
 
 if TYPE_CHECKING:

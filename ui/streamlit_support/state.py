@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ui.client import Answer
 
-__all__ = ["ChatMessage", "ChatState", "answer_note", "to_messages"]
+__all__ = ["ChatMessage", "ChatState", "to_messages"]
 
 
 @dataclass
@@ -56,14 +56,3 @@ def to_messages(
     )
     messages.append({"role": "user", "content": prompt})
     return messages
-
-
-def answer_note(answer: Answer, *, stopped: bool) -> str | None:
-    """The line under an answer that did not simply finish, or that needed resuming."""
-    metrics = answer.metrics
-    parts: list[str] = []
-    if stopped or answer.cancelled:
-        parts.append(f"stopped · {metrics.duration_s:.1f} s · {metrics.tokens} tokens")
-    if metrics.reconnects:
-        parts.append(f"resumed {metrics.reconnects}× (Last-Event-ID)")
-    return " · ".join(parts) or None

@@ -21,6 +21,7 @@ from ui.client import (
     ChatClient,
     ChatClientError,
     ChatRequest,
+    ChatStream,
     ConnectionLostError,
     Delta,
     StreamEventError,
@@ -181,6 +182,69 @@ async def test_task_cancellation_cancels_on_the_server(backend_url: str) -> None
         with pytest.raises(asyncio.CancelledError):
             await task
         assert cancelled_by_request(await _metrics(http)) == before + 1
+
+
+async def test_stop_before_the_stream_starts_sends_nothing() -> None:
+    requests: list[httpx.Request] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(500)
+
+    transport = httpx.MockTransport(refuse)
+    async with make_http_client("http://fake", transport=transport) as http:
+        stream = ChatClient(http).stream_chat(ChatRequest(messages=QUESTION))
+        await stream.cancel()
+        items = [item async for item in stream]
+    assert requests == []
+    assert len(items) == 1
+    assert isinstance(items[0], Answer)
+    assert items[0].cancelled
+    assert items[0].metrics.finish_reason == "cancelled"
+
+
+async def test_stop_while_connecting_cancels_once_the_server_names_the_stream(
+    backend_url: str,
+) -> None:
+    """Stop pressed before the response headers (no stream id yet): the cancel goes out
+    as soon as the id is known, so the generation does not run on unattended."""
+    connecting = asyncio.Event()
+    release = asyncio.Event()
+
+    class Gated(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self.inner = httpx.AsyncHTTPTransport()
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/v1/chat/completions":
+                connecting.set()
+                await release.wait()
+            return await self.inner.handle_async_request(request)
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    request = ChatRequest(messages=QUESTION, max_tokens=2000)
+    async with make_http_client(backend_url, transport=Gated()) as http:
+        before = cancelled_by_request(await _metrics(http))
+        stream = ChatClient(http).stream_chat(request)
+        iterating = asyncio.create_task(_drain(stream))
+        await connecting.wait()
+        await stream.cancel()  # no id yet: nothing can be sent
+        assert cancelled_by_request(await _metrics(http)) == before
+        release.set()
+        answer = await iterating
+        assert answer.cancelled
+        assert stream.stream_id is not None
+        assert cancelled_by_request(await _metrics(http)) == before + 1
+
+
+async def _drain(stream: ChatStream) -> Answer:
+    async with stream:
+        items = [item async for item in stream]
+    final = items[-1]
+    assert isinstance(final, Answer)
+    return final
 
 
 async def test_keepalive_pings_are_ignored_and_keep_the_read_alive(backend_url: str) -> None:

@@ -1,4 +1,5 @@
-"""ui/streams.py: coalescing keeps every item in order; merge fans in; closing cancels sources."""
+"""ui/gradio_ui/streams.py: coalesce keeps every item in order, merge fans in, chain runs
+sources in turn; closing cancels the sources."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ui.streams import coalesce, merge
+from ui.gradio_ui.streams import chain, coalesce, merge
 
 
 async def numbers(n: int, *, pause: bool = False) -> AsyncIterator[int]:
@@ -123,3 +124,17 @@ async def test_merge_reraises_and_cancels_the_other_source() -> None:
     with pytest.raises(RuntimeError, match="pane failed"):
         await drain()
     assert cancelled.is_set()
+
+
+async def test_chain_runs_sources_one_after_the_other() -> None:
+    started: list[str] = []
+
+    async def tagged(tag: str, n: int) -> AsyncIterator[str]:
+        started.append(tag)
+        for i in range(n):
+            await asyncio.sleep(0)
+            yield f"{tag}{i}"
+
+    items = [item async for item in chain(tagged("a", 3), tagged("b", 2))]
+    assert items == ["a0", "a1", "a2", "b0", "b1"]
+    assert started == ["a", "b"]

@@ -1,4 +1,5 @@
-"""Async-iterator plumbing for the UI: ``coalesce`` (batch updates) and ``merge`` (fan-in).
+"""Async-iterator plumbing for the UI: ``coalesce`` (batch updates), ``merge`` (fan-in)
+and ``chain`` (one source after the other).
 
 ``coalesce`` batches a fast stream into updates at most every ``interval_s``.
 Why: every Gradio yield re-sends and re-diffs the whole chat, so its cost
@@ -20,7 +21,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterable
 from typing import TypeVar
 
-__all__ = ["coalesce", "merge"]
+__all__ = ["chain", "coalesce", "merge"]
 
 T = TypeVar("T")
 
@@ -118,3 +119,10 @@ async def merge(*sources: AsyncIterable[T]) -> AsyncGenerator[T, None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def chain(*sources: AsyncIterable[T]) -> AsyncGenerator[T, None]:
+    """Items of each source in turn (Compare run one pane after the other)."""
+    for source in sources:
+        async for item in source:
+            yield item
