@@ -125,7 +125,11 @@ class MessagesParser:
         elif kind == "message_delta":
             delta = payload.get("delta")
             if isinstance(delta, dict):
-                parsed.finish_reason = finish_of(delta.get("stop_reason"))
+                # ssechat ends a cancelled stream with an explicit null stop reason.
+                if "stop_reason" in delta and delta["stop_reason"] is None:
+                    parsed.finish_reason = "cancelled"
+                else:
+                    parsed.finish_reason = finish_of(delta.get("stop_reason"))
             parsed.usage = usage_of(payload.get("usage"))
         elif kind == "message_stop":
             return Parsed(kind="done", done=True)

@@ -19,7 +19,7 @@ REQUEST = ChatRequest(
 )
 
 
-def stream_events(stop_reason: str = "tool_use") -> list[bytes]:
+def stream_events(stop_reason: str | None = "tool_use") -> list[bytes]:
     payloads: list[dict[str, Any]] = [
         {
             "type": "message_start",
@@ -113,8 +113,12 @@ async def test_every_block_kind_from_split_bytes(chunk: int) -> None:
     assert answer.events[-1].kind == "done"
 
 
-@pytest.mark.parametrize(("reason", "finish"), [("end_turn", "stop"), ("max_tokens", "length")])
-async def test_stop_reasons_map_to_finish_reasons(reason: str, finish: str) -> None:
+@pytest.mark.parametrize(
+    ("reason", "finish"),
+    [("end_turn", "stop"), ("max_tokens", "length"), (None, "cancelled")],
+)
+async def test_stop_reasons_map_to_finish_reasons(reason: str | None, finish: str) -> None:
+    # None: ssechat's explicit ``stop_reason: null`` at the end of a cancelled stream.
     _, answer = await collect(Scripted(stream_events(reason), last_event_id, MID), REQUEST)
     assert answer.metrics.finish_reason == finish
 
