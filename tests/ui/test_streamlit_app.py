@@ -57,7 +57,11 @@ def test_a_prompt_streams_an_answer_with_metrics(
     backend_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     at = app_for(backend_url, monkeypatch)
-    assert set(at.selectbox(key="model").options) == {"failing", "ssechat-simulated", "ssechat-simulated-reasoning"}
+    assert set(at.selectbox(key="model").options) == {
+        "failing",
+        "ssechat-simulated",
+        "ssechat-simulated-reasoning",
+    }
     assert at.selectbox(key="model").value == "ssechat-simulated"
     at.number_input(key="max_tokens").set_value(12)
     at.chat_input(key="prompt").set_value("How does SSE work?").run()
