@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from backend.engines.base import EngineError
-from backend.errors import api_error_from_engine
 from backend.generation.chat import (
     ChatCompletionGeneration,
     complete,
@@ -19,11 +17,13 @@ from backend.generation.chat import (
 from backend.generation.chat_request import chat_generation_request
 from backend.generation.request import RequestLimits
 from backend.routes.common import (
-    EVENT_ID_PATTERN,
-    STREAM_ID_PATTERN,
+    RESUME_RESPONSES,
     Admission,
+    LastEventIdHeader,
+    LastEventIdQuery,
     LimitsDep,
     ServicesDep,
+    StreamIdPath,
     caller_owner,
     open_stream,
     parse_last_event_id,
@@ -41,7 +41,6 @@ router = APIRouter(
     },
 )
 
-StreamIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=STREAM_ID_PATTERN)]
 
 _SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -72,12 +71,9 @@ async def create_chat_completion(
         logger.info("%s prompt: %r", completion_id, generation_request.messages)
     deltas = admission.deltas(engine, generation_request, completion_id)
     if not body.stream:
-        try:
-            result = await admission.run(
-                lambda: complete(deltas, generation_request.model, completion_id, reasoning_field)
-            )
-        except EngineError as error:  # counted by the metered deltas
-            raise api_error_from_engine(error) from None
+        result = await admission.run(
+            lambda: complete(deltas, generation_request.model, completion_id, reasoning_field)
+        )
         return JSONResponse(result)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     generation = ChatCompletionGeneration(
@@ -91,23 +87,13 @@ async def create_chat_completion(
     return await admission.stream(completion_id, 0, hub_error_events)
 
 
-@router.get(
-    "/{stream_id}/events",
-    responses={
-        200: {"content": {"text/event-stream": {}}},
-        204: {"description": "The stream has no event after Last-Event-ID: stop reconnecting"},
-        404: {"description": "Unknown"},
-    },
-)
+@router.get("/{stream_id}/events", responses=RESUME_RESPONSES)
 async def stream_events(
     stream_id: StreamIdPath,
     request: Request,
     services: ServicesDep,
-    # str with "" for absent, not str | None: a nullable header has no wire form.
-    last_event_id_header: Annotated[
-        str, Header(alias="Last-Event-ID", max_length=32, pattern=EVENT_ID_PATTERN)
-    ] = "",
-    last_event_id: Annotated[str, Query(max_length=32, pattern=EVENT_ID_PATTERN)] = "",
+    last_event_id_header: LastEventIdHeader = "",
+    last_event_id: LastEventIdQuery = "",
 ) -> Response:
     """Replay every event after Last-Event-ID, then follow the stream live."""
     owner = caller_owner(request, services)

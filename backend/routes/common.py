@@ -14,10 +14,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Path, Query, Request
 
-from backend.engines.base import Engine, GenerationRequest, ResponsesUpstream, TokenDelta
-from backend.errors import APIError
+from backend.engines.base import (
+    Engine,
+    EngineError,
+    GenerationRequest,
+    ResponsesUpstream,
+    TokenDelta,
+)
+from backend.errors import APIError, api_error_from_engine
 from backend.generation.wrappers import (
     SlotGeneration,
     logged_deltas,
@@ -40,6 +46,20 @@ EVENT_ID_PATTERN = r"^[0-9]*$"
 STREAM_ID_PATTERN = r"^[A-Za-z0-9_\-]+$"
 
 T = TypeVar("T")
+
+StreamIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=STREAM_ID_PATTERN)]
+# str with "" for absent, not str | None: a nullable header has no wire form.
+LastEventIdHeader = Annotated[
+    str, Header(alias="Last-Event-ID", max_length=32, pattern=EVENT_ID_PATTERN)
+]
+LastEventIdQuery = Annotated[str, Query(max_length=32, pattern=EVENT_ID_PATTERN)]
+
+# What a resume route (GET …/{id}/events) may answer, for /openapi.json.
+RESUME_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}},
+    204: {"description": "The stream has no event after Last-Event-ID: stop reconnecting"},
+    404: {"description": "Unknown, expired, or another key's"},
+}
 
 # The ``dialect`` label of the metrics, by route prefix.
 _DIALECTS = (
@@ -133,11 +153,14 @@ class Admission:
 
     async def run(self, work: Callable[[], Awaitable[T]]) -> T:
         """A non-streaming answer: holds a concurrency slot while it runs, and is
-        cancelled (slot freed) if the client goes away."""
+        cancelled (slot freed) if the client goes away. An engine failure becomes
+        the dialect's error answer (the metered deltas have counted it)."""
         refuse_while_draining(self.request)
         slot = await self.limits.acquire_stream(self.subject)
         try:
             return await cancel_on_disconnect(self.request.receive, work())
+        except EngineError as error:
+            raise api_error_from_engine(error) from None
         finally:
             slot.release()
 

@@ -10,13 +10,13 @@ keep-alive is Anthropic's ``event: ping``.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from backend.engines.base import Engine, EngineError, GenerationRequest, ToolSpec
-from backend.errors import APIError, api_error_from_engine
+from backend.engines.base import Engine, GenerationRequest, ToolSpec
+from backend.errors import APIError
 from backend.generation.messages import (
     PING_EVENT,
     MessagesGeneration,
@@ -26,11 +26,13 @@ from backend.generation.messages import (
 )
 from backend.generation.request import ParamNames, RequestLimits, build_request
 from backend.routes.common import (
-    EVENT_ID_PATTERN,
-    STREAM_ID_PATTERN,
+    RESUME_RESPONSES,
     Admission,
+    LastEventIdHeader,
+    LastEventIdQuery,
     LimitsDep,
     ServicesDep,
+    StreamIdPath,
     caller_owner,
     open_stream,
     parse_last_event_id,
@@ -43,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
 
-StreamIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=STREAM_ID_PATTERN)]
 
 # Anthropic's keep-alive: a ping event, without an id (it is not one of the stream's events).
 PING = encode_event(PING_EVENT[1], event=PING_EVENT[0])
@@ -140,31 +141,19 @@ async def create_message(
         message_id=message_id,
     )
     if not body.stream:
-        try:
-            result = await admission.run(lambda: run_to_end(generation))
-        except EngineError as error:  # counted in the metrics by the generation
-            raise api_error_from_engine(error) from None
+        result = await admission.run(lambda: run_to_end(generation))
         return JSONResponse(result)
     await admission.start(message_id, generation)
     return await admission.stream(message_id, 0, hub_error_events, keepalive=PING)
 
 
-@router.get(
-    "/{stream_id}/events",
-    responses={
-        200: {"content": {"text/event-stream": {}}},
-        204: {"description": "The stream has no event after Last-Event-ID: stop reconnecting"},
-        404: {"description": "Unknown"},
-    },
-)
+@router.get("/{stream_id}/events", responses=RESUME_RESPONSES)
 async def stream_events(
     stream_id: StreamIdPath,
     request: Request,
     services: ServicesDep,
-    last_event_id_header: Annotated[
-        str, Header(alias="Last-Event-ID", max_length=32, pattern=EVENT_ID_PATTERN)
-    ] = "",
-    last_event_id: Annotated[str, Query(max_length=32, pattern=EVENT_ID_PATTERN)] = "",
+    last_event_id_header: LastEventIdHeader = "",
+    last_event_id: LastEventIdQuery = "",
 ) -> Response:
     """Replay every event after Last-Event-ID, then follow the stream live."""
     owner = caller_owner(request, services)

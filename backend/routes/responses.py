@@ -23,11 +23,10 @@ import logging
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from backend.engines.base import EngineError
-from backend.errors import APIError, api_error_from_engine
+from backend.errors import APIError
 from backend.generation.responses import (
     TERMINAL,
     ResponsesGeneration,
@@ -38,9 +37,9 @@ from backend.generation.responses import (
 from backend.generation.responses_proxy import ProxiedResponsesGeneration
 from backend.hub.base import StreamNotFound
 from backend.routes.common import (
-    EVENT_ID_PATTERN,
     STREAM_ID_PATTERN,
     Admission,
+    LastEventIdHeader,
     LimitsDep,
     ServicesDep,
     caller_owner,
@@ -135,10 +134,7 @@ async def create_response(
         if body.background or body.stream:
             await admission.start(response_id, generation, background=bool(body.background))
         else:
-            try:
-                result = await admission.run(lambda: run_to_end(generation))
-            except EngineError as error:  # counted in the metrics by the generation
-                raise api_error_from_engine(error) from None
+            result = await admission.run(lambda: run_to_end(generation))
             return JSONResponse(result)
     except BaseException:
         if stored and not generation.started:
@@ -167,9 +163,7 @@ async def retrieve_response(
     store: StoreDep,
     stream: bool = False,
     starting_after: Annotated[int | None, Query(ge=0)] = None,
-    last_event_id_header: Annotated[
-        str, Header(alias="Last-Event-ID", max_length=32, pattern=EVENT_ID_PATTERN)
-    ] = "",
+    last_event_id_header: LastEventIdHeader = "",
 ) -> Response:
     """The stored Response object; with ``stream=true`` its events after
     ``starting_after`` (then live). The SDK's ``include`` and
