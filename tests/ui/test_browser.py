@@ -38,6 +38,11 @@ def bot_text(page: Page, selector: str = BOT) -> str:
     return bots.last.inner_text() if bots.count() else ""
 
 
+def stream_ids(page: Page) -> set[str]:
+    """The chat-stream ids in the (shown) Inspector's event data: the streams it describes."""
+    return set(re.findall(r"chatcmpl-[0-9a-f]{32}", page.locator("#inspector").inner_html()))
+
+
 def inspector_rows(page: Page) -> list[list[str]]:
     """The cells of every Inspector row, read at once (the list is redrawn whole)."""
     rows: list[list[str]] = page.evaluate(
@@ -121,7 +126,14 @@ def test_retry_undo_and_edit(page: Page, ui_url: str) -> None:
     send(page, PROMPT)
     wait_idle(page, 1)
     first = bot_text(page)
+    page.get_by_role("tab", name="Inspector").click()
+    before = stream_ids(page)
+    page.get_by_role("tab", name="Chat").click()
     page.locator("#chat-bot").get_by_role("button", name="Retry").click()
+    # The conversation looks idle before the retry starts too: wait for its own stream.
+    page.get_by_role("tab", name="Inspector").click()
+    poll(lambda: stream_ids(page), until=lambda ids: bool(ids) and not ids & before)
+    page.get_by_role("tab", name="Chat").click()
     wait_idle(page, 1)
     assert page.locator("#chat-bot [data-testid='user']").count() == 1
     assert words(bot_text(page)) == words(first)  # same request, deterministic engine

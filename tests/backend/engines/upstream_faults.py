@@ -220,13 +220,14 @@ class FaultyUpstream:
             return
         ex.watch_disconnect()
         try:
-            await self._events(ex, body.get("x_events", []))
+            await self._events(ex, body.get("x_events", []), hold=bool(body.get("x_hold")))
         finally:
             await ex.stop_watching()
 
-    async def _events(self, ex: _Exchange, events: list[Any]) -> None:
+    async def _events(self, ex: _Exchange, events: list[Any], *, hold: bool = False) -> None:
         """Each item of ``x_events``: an event object (sent with ``event:`` = its type),
-        or a string sent as the data of one event as it is."""
+        or a string sent as the data of one event as it is. With ``x_hold`` the stream
+        stays open after them until the client leaves (an upstream still generating)."""
         await ex.start()
         for item in events:
             if ex.gone:
@@ -236,6 +237,8 @@ class FaultyUpstream:
             else:
                 await ex.write(f"event: {item.get('type')}\ndata: {json.dumps(item)}\n\n")
             await asyncio.sleep(0)  # let the disconnect watcher run
+        if hold:
+            await ex.wait_gone()
         await ex.end()
 
     # --- scenarios -------------------------------------------------------------------
