@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from backend.engines.base import EngineError, TokenDelta, ToolCallDelta, Usage
 from backend.errors import anthropic_error_event
+from backend.generation.answer import run_through
 from backend.generation.payload import dumps, escape
 from backend.hub.base import EndReason, Event, Fragment, HubError, Produced, Template
 
@@ -346,12 +347,5 @@ class MessagesGeneration:
 
 async def run_to_end(generation: MessagesGeneration) -> dict[str, Any]:
     """A non-streamed message: the whole Message object. Raises the engine's ``EngineError``."""
-    try:
-        async for _ in generation.events():
-            pass
-    except Exception as error:  # a bug in an engine: a 500 for this request, logged
-        logger.exception("generation failed")
-        raise EngineError(f"Generation failed: {error}", error_type="server_error") from error
-    if generation.error is not None:
-        raise generation.error
+    await run_through(generation)
     return generation.message()
