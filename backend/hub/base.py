@@ -95,6 +95,11 @@ class StreamNotFound(HubError):
     status_code = 404
     error_type = "not_found"
 
+    @classmethod
+    def for_id(cls, stream_id: str) -> StreamNotFound:
+        # A foreign stream looks exactly like a missing one: ids are not an oracle.
+        return cls(f"No stream {stream_id!r} (unknown, expired, or not yours).")
+
 
 class HubFull(HubError):
     status_code = 503

@@ -49,11 +49,6 @@ _ORPHAN_MESSAGE = "the server process running this stream stopped"
 _STORE_AWAY = "the stream store (Redis) is unavailable"
 
 
-def _not_found(stream_id: str) -> StreamNotFound:
-    # A foreign stream looks exactly like a missing one: ids are not an oracle.
-    return StreamNotFound(f"No stream {stream_id!r} (unknown, expired, or not yours).")
-
-
 class RedisHub:
     """Streams in Redis, shared by every worker; generations run on the worker that started them."""
 
@@ -249,7 +244,7 @@ class RedisHub:
         if run is not None:
             # Ours: read it where it is made, as the memory hub does.
             if run.owner != owner:
-                raise _not_found(stream_id)
+                raise StreamNotFound.for_id(stream_id)
             self._signals.reattached(run)
             return LocalSubscription(
                 run.stream,
@@ -264,7 +259,7 @@ class RedisHub:
         if run is not None:
             # Ours: no need to go through Redis to stop it.
             if run.owner != owner:
-                raise _not_found(stream_id)
+                raise StreamNotFound.for_id(stream_id)
             if run.stream.done:
                 return False
             await self._runner.stop_and_wait(run, "cancelled", "cancelled by request")
@@ -277,7 +272,7 @@ class RedisHub:
             "cancel",
         )
         if reply is None:
-            raise _not_found(stream_id)
+            raise StreamNotFound.for_id(stream_id)
         state, last = reply
         if state != "live":
             return False
@@ -294,7 +289,7 @@ class RedisHub:
             "delete",
         )
         if not deleted:
-            raise _not_found(stream_id)
+            raise StreamNotFound.for_id(stream_id)
 
     async def readiness(self) -> str | None:
         try:
