@@ -50,7 +50,16 @@ from backend.generation.chat import ChatCompletionGeneration
 from backend.hub.base import EndReason, StreamHub
 from backend.hub.memory import MemoryHub
 from backend.hub.redis import RedisHub
-from bench.support import RESULTS, Server, free_port, machine, percentile, versions, write_json
+from bench.support import (
+    RESULTS,
+    Server,
+    backend_command,
+    free_port,
+    machine,
+    percentile,
+    versions,
+    write_json,
+)
 
 logger = logging.getLogger("bench.cancel_latency")
 
@@ -233,7 +242,7 @@ async def _http_trials(reader_url: str, cancel_url: str, trials: int) -> list[fl
 
 def _backend(name: str, env: dict[str, str]) -> Server:
     port = free_port()
-    command = [sys.executable, "-m", "backend", "--port", str(port), "--log-level", "warning"]
+    command = backend_command(port)
     return Server(
         name=f"cancel-{name}",
         command=command,
