@@ -149,22 +149,15 @@ class Messages:
     def start(self, request: ChatRequest, *, stream: bool) -> HttpCall:
         if request.seed is not None:
             raise ChatClientError("the Messages API has no seed field")
-        system = [m["content"] for m in request.messages if m.get("role") == "system"]
+        system, messages = request.split_system()
         body: dict[str, Any] = {
-            "messages": [
-                {"role": m["role"], "content": m["content"]}
-                for m in request.messages
-                if m.get("role") != "system"
-            ],
+            "messages": messages,
             "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
             "stream": stream,
         }
         if system:
             body["system"] = "\n\n".join(system)
-        for name in ("model", "temperature", "top_p"):
-            value = getattr(request, name)
-            if value is not None:
-                body[name] = value
+        body.update(request.sampling())
         return HttpCall("POST", MESSAGES_PATH, json=body)
 
     def resume(self, stream_id: str, last_id: str) -> HttpCall:

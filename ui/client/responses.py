@@ -135,23 +135,13 @@ class Responses:
     def start(self, request: ChatRequest, *, stream: bool) -> HttpCall:
         if request.seed is not None:
             raise ChatClientError("the Responses API has no seed field")
-        instructions = [m["content"] for m in request.messages if m.get("role") == "system"]
-        body: dict[str, Any] = {
-            "input": [
-                {"role": m["role"], "content": m["content"]}
-                for m in request.messages
-                if m.get("role") != "system"
-            ],
-            "stream": stream,
-        }
+        instructions, messages = request.split_system()
+        body: dict[str, Any] = {"input": messages, "stream": stream}
         if instructions:
             body["instructions"] = "\n\n".join(instructions)
         if request.max_tokens is not None:
             body["max_output_tokens"] = request.max_tokens
-        for name in ("model", "temperature", "top_p"):
-            value = getattr(request, name)
-            if value is not None:
-                body[name] = value
+        body.update(request.sampling())
         return HttpCall("POST", RESPONSES_PATH, json=body)
 
     def resume(self, stream_id: str, last_id: str) -> HttpCall:
