@@ -11,7 +11,7 @@ its own shape.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -84,7 +84,7 @@ class Answer:
         return [self.calls[index] for index in sorted(self.calls)]
 
 
-async def collect(deltas: AsyncIterator[TokenDelta]) -> Answer:
+async def collect(deltas: AsyncGenerator[TokenDelta, None]) -> Answer:
     """Every delta up to the final one. Raises ``EngineError`` (the engine's, or
     one for a stream that ends without a finish reason)."""
     answer = Answer()
@@ -109,7 +109,7 @@ class Run(Protocol):
 
     error: EngineError | None
 
-    def events(self) -> AsyncIterator[Produced]: ...
+    def events(self) -> AsyncGenerator[Produced, None]: ...
 
 
 async def run_through(generation: Run) -> None:

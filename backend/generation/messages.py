@@ -30,7 +30,7 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -141,7 +141,7 @@ class MessagesGeneration:
     def __init__(
         self,
         *,
-        deltas: AsyncIterator[TokenDelta],
+        deltas: AsyncGenerator[TokenDelta, None],
         model: str,
         message_id: str,
     ) -> None:
@@ -282,7 +282,7 @@ class MessagesGeneration:
         self.error = error
         return [_error(error.message, error.error_type)]
 
-    async def events(self) -> AsyncIterator[Produced]:
+    async def events(self) -> AsyncGenerator[Produced, None]:
         self._begun = True
         yield self._start_event()
         final: TokenDelta | None = None

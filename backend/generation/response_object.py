@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from backend.engines.base import EngineError, Usage
@@ -95,7 +95,7 @@ class StoredResponse:
         """True once the first event was produced."""
         return self._seq > 0
 
-    def events(self) -> AsyncIterator[Produced]:
+    def events(self) -> AsyncGenerator[Produced, None]:
         raise NotImplementedError
 
     def _stopped(self, status: Status, error: Body | None) -> Ending:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, Literal
 
 from backend.engines.base import EngineError, FinishReason, TokenDelta, ToolCallDelta, Usage
@@ -81,7 +81,7 @@ class ResponsesGeneration(StoredResponse):
     def __init__(
         self,
         *,
-        deltas: AsyncIterator[TokenDelta],
+        deltas: AsyncGenerator[TokenDelta, None],
         base: Mapping[str, Any],
         reasoning_as_summary: bool = False,
         record: Record | None = None,
@@ -307,7 +307,7 @@ class ResponsesGeneration(StoredResponse):
         error = {"code": FAILED_CODE, "message": "The engine reported an error."}
         return self._ending("failed", "incomplete", seq=self._seq, usage=usage, error=error)
 
-    async def events(self) -> AsyncIterator[Produced]:
+    async def events(self) -> AsyncGenerator[Produced, None]:
         # The route stored the object as created; from here on it is in progress.
         for event in self._emit([("response.created", {"response": self.response})]):
             yield event

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from backend.engines.base import EngineError
@@ -68,7 +68,7 @@ class ProxiedResponsesGeneration(StoredResponse):
     def __init__(
         self,
         *,
-        events: AsyncIterator[dict[str, Any]],
+        events: AsyncGenerator[dict[str, Any], None],
         base: Mapping[str, Any],
         record: Record | None = None,
         max_deltas: int,
@@ -178,7 +178,7 @@ class ProxiedResponsesGeneration(StoredResponse):
             await self._save(self.snapshot("in_progress", self._items.finished()))
         return payload
 
-    async def events(self) -> AsyncIterator[Produced]:
+    async def events(self) -> AsyncGenerator[Produced, None]:
         deltas = 0
         try:
             ending: Ending | None = None

@@ -11,7 +11,7 @@ into SSE bytes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Literal, NamedTuple, Protocol
 
 EndReason = Literal["cancelled", "abandoned", "error", "shutdown"]
@@ -71,7 +71,7 @@ class Generation(Protocol):
         once, with the stream (in Redis too)."""
         ...
 
-    def events(self) -> AsyncIterator[Produced]:
+    def events(self) -> AsyncGenerator[Produced, None]:
         """Events in order; the last one is the dialect's terminal event."""
         ...
 

@@ -12,7 +12,7 @@ in every dialect.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -135,7 +135,7 @@ class Admission:
 
     def deltas(
         self, engine: Engine, generation_request: GenerationRequest, stream_id: str
-    ) -> AsyncIterator[TokenDelta]:
+    ) -> AsyncGenerator[TokenDelta, None]:
         """The engine's deltas for this request, counted for the metrics (every
         dialect alike), and logged when ``log_content`` is on."""
         self.engine_name = engine.name
@@ -147,7 +147,7 @@ class Admission:
 
     def upstream_events(
         self, upstream: ResponsesUpstream, body: dict[str, Any]
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """A relayed response's events from its upstream, counted for the metrics."""
         self.engine_name = upstream.name
         meter = self.services.metrics.meter(self.dialect, upstream.name, self.started)
