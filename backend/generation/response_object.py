@@ -71,7 +71,7 @@ def snapshot_of(
     return response
 
 
-class StoredResponse:
+class RecordedResponse:
     """A response generation whose Response object is kept (``response``) and stored."""
 
     # Who produced what failed, for the log line.
@@ -150,7 +150,7 @@ class StoredResponse:
         return events
 
 
-async def run_to_end(generation: StoredResponse) -> dict[str, Any]:
+async def run_to_end(generation: RecordedResponse) -> dict[str, Any]:
     """A non-streamed response: the final Response object. Raises the engine's
     ``EngineError`` if it failed."""
     await run_through(generation)

@@ -47,8 +47,8 @@ from backend.generation.response_object import (
     FAILED_CODE,
     Ending,
     Record,
+    RecordedResponse,
     Status,
-    StoredResponse,
     error_event_body,
     snapshot_of,
 )
@@ -75,7 +75,7 @@ _INCOMPLETE_REASONS: dict[str, str] = {
 }
 
 
-class ResponsesGeneration(StoredResponse):
+class ResponsesGeneration(RecordedResponse):
     """One response: the ``Generation`` the hub runs, or a non-streamed run."""
 
     def __init__(

@@ -43,8 +43,8 @@ from backend.generation.proxied_items import Body, OutputItems
 from backend.generation.response_object import (
     Ending,
     Record,
+    RecordedResponse,
     Status,
-    StoredResponse,
     error_event_body,
     snapshot_of,
 )
@@ -60,7 +60,7 @@ _TERMINAL_EVENTS = {
 }
 
 
-class ProxiedResponsesGeneration(StoredResponse):
+class ProxiedResponsesGeneration(RecordedResponse):
     """One relayed response: the ``Generation`` the hub runs, or a non-streamed run."""
 
     _source = "upstream"
