@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ui.client.chat import error_of
-from ui.client.dialect import HttpCall, json_object_or_none
+from ui.client.dialect import HttpCall, json_object_or_none, resume_events
 from ui.client.errors import ChatClientError, opt_str
 from ui.client.models import ChatRequest, DialectName, Parsed, Piece, Usage
 
@@ -161,9 +161,7 @@ class Messages:
         return HttpCall("POST", MESSAGES_PATH, json=body)
 
     def resume(self, stream_id: str, last_id: str) -> HttpCall:
-        return HttpCall(
-            "GET", f"{MESSAGES_PATH}/{stream_id}/events", headers={"Last-Event-ID": last_id}
-        )
+        return resume_events(MESSAGES_PATH, stream_id, last_id)
 
     def cancel_path(self, stream_id: str) -> str:
         return f"{MESSAGES_PATH}/{stream_id}/cancel"
