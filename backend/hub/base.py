@@ -12,9 +12,32 @@ into SSE bytes.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, TypedDict
+
+if TYPE_CHECKING:
+    from backend.config import Settings
 
 EndReason = Literal["cancelled", "abandoned", "error", "shutdown"]
+
+
+class HubBounds(TypedDict):
+    """What every hub is built with, whatever its kind."""
+
+    keepalive_s: float
+    stream_ttl_s: float
+    resume_grace_s: float
+    max_streams: int
+    max_buffered_bytes: int
+
+
+def hub_bounds(settings: Settings) -> HubBounds:
+    return HubBounds(
+        keepalive_s=settings.keepalive_s,
+        stream_ttl_s=settings.stream_ttl_s,
+        resume_grace_s=settings.resume_grace_s,
+        max_streams=settings.max_streams,
+        max_buffered_bytes=settings.max_buffered_bytes,
+    )
 
 
 # (event name, payload): a whole event; "" = no ``event:`` field.

@@ -19,6 +19,7 @@ from backend.hub.base import (
     HubFull,
     HubUnavailable,
     StreamNotFound,
+    hub_bounds,
 )
 from backend.hub.local import LocalStream, LocalSubscription, Ticker
 from backend.hub.log import EventLog
@@ -138,11 +139,7 @@ class RedisHub:
         """A hub on ``settings.redis_url``; raises ``HubUnavailable`` if Redis does not answer."""
         hub = cls(
             redis_url=settings.redis_url,
-            keepalive_s=settings.keepalive_s,
-            stream_ttl_s=settings.stream_ttl_s,
-            resume_grace_s=settings.resume_grace_s,
-            max_streams=settings.max_streams,
-            max_buffered_bytes=settings.max_buffered_bytes,
+            **hub_bounds(settings),
             on_end=on_end,
             key_prefix=key_prefix,
         )
