@@ -25,7 +25,6 @@ object on any worker).
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, Literal
@@ -53,8 +52,6 @@ from backend.generation.response_object import (
     snapshot_of,
 )
 from backend.hub.base import Event, Fragment, HubError, Produced, Template
-
-logger = logging.getLogger(__name__)
 
 
 def new_response_id() -> str:

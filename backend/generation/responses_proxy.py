@@ -32,7 +32,6 @@ finished item, and the final object before the terminal event is yielded.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
@@ -50,8 +49,6 @@ from backend.generation.response_object import (
 )
 from backend.generation.wrappers import close_iterator
 from backend.hub.base import Event, Produced, Template
-
-logger = logging.getLogger(__name__)
 
 _TERMINAL_EVENTS = {
     "response.completed": "completed",
