@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -50,7 +50,16 @@ from backend.generation.chat import ChatCompletionGeneration
 from backend.hub.base import EndReason, StreamHub
 from backend.hub.memory import MemoryHub
 from backend.hub.redis import RedisHub
-from bench.support import RESULTS, Server, free_port, machine, percentile, versions, write_json
+from bench.support import (
+    RESULTS,
+    Server,
+    backend_command,
+    free_port,
+    machine,
+    percentile,
+    versions,
+    write_json,
+)
 
 logger = logging.getLogger("bench.cancel_latency")
 
@@ -107,7 +116,7 @@ class StopwatchEngine:
     def check(self, request: GenerationRequest) -> None:
         refuse_unsupported(request, self.name, frozenset())
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[TokenDelta, None]:
         try:
             async for delta in self._inner.stream(request):
                 yield delta
@@ -233,7 +242,7 @@ async def _http_trials(reader_url: str, cancel_url: str, trials: int) -> list[fl
 
 def _backend(name: str, env: dict[str, str]) -> Server:
     port = free_port()
-    command = [sys.executable, "-m", "backend", "--port", str(port), "--log-level", "warning"]
+    command = backend_command(port)
     return Server(
         name=f"cancel-{name}",
         command=command,

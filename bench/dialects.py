@@ -38,6 +38,7 @@ from bench.support import (
     HOST,
     RESULTS,
     Server,
+    backend_command,
     cpu_seconds,
     free_port,
     machine,
@@ -249,17 +250,7 @@ def main() -> None:
     port = free_port()
     server = Server(
         "dialects",
-        [
-            sys.executable,
-            "-m",
-            "backend",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
+        backend_command(port, "--host", HOST),
         port,
         env={
             "SSECHAT_ENGINE": "simulated",

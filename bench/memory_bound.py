@@ -33,7 +33,16 @@ from typing import Any
 
 import httpx
 
-from bench.support import HOST, RESULTS, Sampler, Server, free_port, start_redis, write_json
+from bench.support import (
+    HOST,
+    RESULTS,
+    Sampler,
+    Server,
+    backend_command,
+    free_port,
+    start_redis,
+    write_json,
+)
 
 logger = logging.getLogger("bench.memory_bound")
 
@@ -86,8 +95,7 @@ def run_one(streams: int, *, hub: str, workers: int) -> dict[str, Any]:
         "SSECHAT_SIM_FILL_MAX_TOKENS": "1",
         "SSECHAT_MAX_BUFFERED_BYTES": str(BOUND),
     }
-    command = [sys.executable, "-m", "backend", "--engine", "simulated", "--port", str(port)]
-    command += ["--log-level", "warning"]
+    command = backend_command(port, "--engine", "simulated")
     redis: subprocess.Popen[bytes] | None = None
     redis_url: str | None = None
     if hub == "redis":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 from backend.engines.base import TokenDelta
 from backend.generation.wrappers import metered_deltas
@@ -20,20 +20,22 @@ from backend.metrics import Metrics
 _DELTAS = 200_000
 _ROUNDS = 5
 
-Wrap = Callable[[AsyncIterator[TokenDelta]], AsyncIterator[TokenDelta]]
+Wrap = Callable[[AsyncGenerator[TokenDelta, None]], AsyncGenerator[TokenDelta, None]]
 
 
-async def _engine(deltas: list[TokenDelta]) -> AsyncIterator[TokenDelta]:
+async def _engine(deltas: list[TokenDelta]) -> AsyncGenerator[TokenDelta, None]:
     for delta in deltas:
         yield delta
 
 
-async def _pass_through(deltas: AsyncIterator[TokenDelta]) -> AsyncIterator[TokenDelta]:
+async def _pass_through(
+    deltas: AsyncGenerator[TokenDelta, None],
+) -> AsyncGenerator[TokenDelta, None]:
     async for delta in deltas:
         yield delta
 
 
-def _metered(deltas: AsyncIterator[TokenDelta]) -> AsyncIterator[TokenDelta]:
+def _metered(deltas: AsyncGenerator[TokenDelta, None]) -> AsyncGenerator[TokenDelta, None]:
     meter = Metrics().meter("chat_completions", "simulated", time.perf_counter())
     return metered_deltas(deltas, meter)
 

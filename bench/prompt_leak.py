@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from bench.llama_direct import load_direct, sampling
 from bench.support import RESULTS, write_json
 
 logger = logging.getLogger("bench.prompt_leak")
@@ -159,8 +160,6 @@ def engine_ask(engine: Any, temperature: float = TEMPERATURE) -> Ask:
 
 def former_ask(llm: Any) -> Ask:
     """``former``: the prompt with examples, sampled as the engine sampled it."""
-    from backend.engines.llama import MIN_P, REPEAT_PENALTY, TOP_K, TURN_STOPS
-
     examples = "\n\n".join(f"User: {q}\nAssistant: {a}" for q, a in FORMER_EXAMPLES)
 
     async def ask(turns: Sequence[tuple[str, str]], max_tokens: int) -> str:
@@ -172,13 +171,7 @@ def former_ask(llm: Any) -> Ask:
         out = llm.create_completion(
             "".join(parts),
             max_tokens=max_tokens,
-            temperature=TEMPERATURE,
-            top_p=TOP_P,
-            top_k=TOP_K,
-            min_p=MIN_P,
-            repeat_penalty=REPEAT_PENALTY,
-            seed=SEED,
-            stop=list(TURN_STOPS),
+            **sampling(TEMPERATURE, TOP_P, SEED),
         )
         return str(out["choices"][0]["text"]).strip()
 
@@ -186,7 +179,7 @@ def former_ask(llm: Any) -> Ask:
 
 
 async def run(prompts: Sequence[str], max_tokens: int) -> dict[str, Any]:
-    from backend.engines.llama import default_model_path, load_llama_engine
+    from backend.engines.llama import load_llama_engine
 
     engine = load_llama_engine(n_ctx=2048)
     started = time.perf_counter()
@@ -196,18 +189,7 @@ async def run(prompts: Sequence[str], max_tokens: int) -> dict[str, Any]:
         await engine.aclose()
     ours["seconds"] = time.perf_counter() - started
 
-    import llama_cpp
-
-    from backend.engines.llama import default_threads
-
-    threads, batch_threads = default_threads()
-    llm = llama_cpp.Llama(
-        model_path=str(default_model_path()),
-        n_ctx=2048,
-        n_threads=threads,
-        n_threads_batch=batch_threads,
-        verbose=False,
-    )
+    llm, _ = load_direct()
     started = time.perf_counter()
     former = await measure(former_ask(llm), prompts, max_tokens)
     former["seconds"] = time.perf_counter() - started

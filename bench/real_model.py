@@ -29,7 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
-from bench.support import RESULTS, Server, free_port, write_json
+from bench.llama_direct import load_direct, sampling
+from bench.support import RESULTS, Server, backend_command, free_port, write_json
 
 logger = logging.getLogger("bench.real_model")
 
@@ -53,29 +54,27 @@ def _rate(tokens: int, first: float, last: float) -> float:
 # -- direct: llama-cpp-python in this process -------------------------------------------------
 
 
+def _run(
+    question: str, tokens: int, text: str, times: tuple[float, float, float, float]
+) -> dict[str, Any]:
+    """One prompt's record; ``times``: its start, first and last token, and end."""
+    begin, first, last, end = times
+    return {
+        "prompt": question,
+        "ttft_ms": 1000 * (first - begin) if first else float("nan"),
+        "tokens": tokens,
+        "decode_tokens_per_s": _rate(tokens, first, last),
+        "total_s": end - begin,
+        "text": text,
+    }
+
+
 def direct_main(out: Path) -> None:
-    import llama_cpp
-
     from backend.engines.base import ChatMessage
-    from backend.engines.llama import (
-        MIN_P,
-        REPEAT_PENALTY,
-        TOP_K,
-        TURN_STOPS,
-        answer_prompt,
-        default_model_path,
-        default_threads,
-    )
+    from backend.engines.llama import TURN_STOPS, answer_prompt
 
-    threads, batch_threads = default_threads()  # what our engine uses by default
     started = time.perf_counter()
-    llm = llama_cpp.Llama(
-        model_path=str(default_model_path()),
-        n_ctx=2048,
-        n_threads=threads,
-        n_threads_batch=batch_threads,
-        verbose=False,
-    )
+    llm, (threads, batch_threads) = load_direct()  # what our engine uses by default
     load_s = time.perf_counter() - started
     warm = answer_prompt([ChatMessage(role="user", content=WARMUP)])
     llm.create_completion(warm, max_tokens=8, seed=SEED, stop=list(TURN_STOPS))
@@ -89,13 +88,7 @@ def direct_main(out: Path) -> None:
         stream = llm.create_completion(
             prompt,
             max_tokens=MAX_TOKENS,
-            temperature=TEMPERATURE,
-            top_p=TOP_P,
-            top_k=TOP_K,
-            min_p=MIN_P,
-            repeat_penalty=REPEAT_PENALTY,
-            seed=SEED,
-            stop=list(TURN_STOPS),
+            **sampling(TEMPERATURE, TOP_P, SEED),
             stream=True,
         )
         for chunk in cast("Iterator[Any]", stream):  # stream=True: an iterator of chunks
@@ -109,16 +102,7 @@ def direct_main(out: Path) -> None:
         # Tokens sampled = tokens in the context after the prompt, plus the last
         # one, which is sampled but never evaluated.
         tokens = llm.n_tokens - prompt_tokens + 1
-        runs.append(
-            {
-                "prompt": question,
-                "ttft_ms": 1000 * (first - begin) if first else float("nan"),
-                "tokens": tokens,
-                "decode_tokens_per_s": _rate(tokens, first, last),
-                "total_s": end - begin,
-                "text": text,
-            }
-        )
+        runs.append(_run(question, tokens, text, (begin, first, last, end)))
     write_json(out, {"load_s": load_s, "threads": [threads, batch_threads], "runs": runs})
 
 
@@ -158,16 +142,7 @@ def ours_runs(base_url: str) -> list[dict[str, Any]]:
                 last = now
                 text += chunk.choices[0].delta.content
         end = time.perf_counter()
-        runs.append(
-            {
-                "prompt": question,
-                "ttft_ms": 1000 * (first - begin) if first else float("nan"),
-                "tokens": tokens,
-                "decode_tokens_per_s": _rate(tokens, first, last),
-                "total_s": end - begin,
-                "text": text,
-            }
-        )
+        runs.append(_run(question, tokens, text, (begin, first, last, end)))
     return runs
 
 
@@ -191,9 +166,9 @@ def run(rounds: int, backend_root: Path | None = None) -> dict[str, Any]:
                 direct_load_s.append(result["load_s"])
                 continue
             port = free_port()
-            command = [sys.executable, "-m", "backend", "--engine", "llama", "--port", str(port)]
+            command = backend_command(port, "--engine", "llama")
             # No pinning: llama.cpp's prompt evaluation uses both cores, as in the direct run.
-            server = Server("llama", [*command, "--log-level", "warning"], port, cpus=None)
+            server = Server("llama", command, port, cpus=None)
             server.ready_timeout_s = 180
             if backend_root is not None:  # a patched copy of backend/, to try a fix
                 server.cwd = backend_root

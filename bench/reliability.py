@@ -39,6 +39,7 @@ from bench.support import (
     HOST,
     RESULTS,
     Server,
+    backend_command,
     cpu_seconds,
     free_port,
     http_get,
@@ -225,8 +226,7 @@ async def _storm(server: Server, count: int, workers: int) -> dict[str, Any]:
 
 def disconnect_storm(count: int, *, workers: int = 1) -> dict[str, Any]:
     port = free_port()
-    command = [sys.executable, "-m", "backend", "--host", HOST, "--port", str(port)]
-    command += ["--log-level", "warning"]
+    command = backend_command(port, "--host", HOST)
     env = {
         "SSECHAT_ENGINE": "simulated",
         "SSECHAT_SIM_TOKENS_PER_S": "1",  # 1,000 tokens: only a cancellation ends them

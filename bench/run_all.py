@@ -315,6 +315,21 @@ def plot_lateness(runs: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def _profile_table(profile: dict[str, Any]) -> list[str]:
+    """A py-spy profile's rows: top functions by own time beside our modules by
+    inclusive time."""
+    own_rows, inclusive_rows = profile["self"], profile["inclusive_backend"]
+    rows = ["| own time | function | | inclusive | ours |", "|---:|---|---|---:|---|"]
+    for index in range(max(len(own_rows), len(inclusive_rows))):
+        own = own_rows[index] if index < len(own_rows) else None
+        inc = inclusive_rows[index] if index < len(inclusive_rows) else None
+        rows.append(
+            f"| {f'{own[0]:.1f}%' if own else ''} | {own[1] if own else ''} | | "
+            f"{f'{inc[0]:.1f}%' if inc else ''} | {inc[1] if inc else ''} |"
+        )
+    return rows
+
+
 def render(chosen: list[Section], started_at: str, total_s: float) -> str:
     lines: list[str] = []
     add = lines.append
@@ -400,19 +415,8 @@ def render(chosen: list[Section], started_at: str, total_s: float) -> str:
                 "time."
             )
             add("")
-            add("| own time | function | | inclusive | ours |")
-            add("|---:|---|---|---:|---|")
-            for index in range(max(len(profile["self"]), len(profile["inclusive_backend"]))):
-                own = profile["self"][index] if index < len(profile["self"]) else None
-                inc = (
-                    profile["inclusive_backend"][index]
-                    if index < len(profile["inclusive_backend"])
-                    else None
-                )
-                add(
-                    f"| {f'{own[0]:.1f}%' if own else ''} | {own[1] if own else ''} | | "
-                    f"{f'{inc[0]:.1f}%' if inc else ''} | {inc[1] if inc else ''} |"
-                )
+            for row in _profile_table(profile):
+                add(row)
             add("")
         ours = data["summary"].get("ours", {}) if data else {}
         wall, cpu = ours.get("ratio_to_raw"), ours.get("cpu_ratio_to_raw")
@@ -557,19 +561,8 @@ def render(chosen: list[Section], started_at: str, total_s: float) -> str:
                 f"{paced['samples']} samples):"
             )
             add("")
-            add("| own time | function | | inclusive | ours |")
-            add("|---:|---|---|---:|---|")
-            for index in range(max(len(paced["self"]), len(paced["inclusive_backend"]))):
-                own = paced["self"][index] if index < len(paced["self"]) else None
-                inc = (
-                    paced["inclusive_backend"][index]
-                    if index < len(paced["inclusive_backend"])
-                    else None
-                )
-                add(
-                    f"| {f'{own[0]:.1f}%' if own else ''} | {own[1] if own else ''} | | "
-                    f"{f'{inc[0]:.1f}%' if inc else ''} | {inc[1] if inc else ''} |"
-                )
+            for row in _profile_table(paced):
+                add(row)
             add("")
 
     # Section 3 -----------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.support import HOST, RESULTS, Server, free_port, rss_bytes, write_json
+from bench.support import HOST, RESULTS, Server, backend_command, free_port, rss_bytes, write_json
 
 logger = logging.getLogger("bench.soak")
 
@@ -557,17 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     server = Server(
         "soak",
-        [
-            sys.executable,
-            "-m",
-            "backend",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
+        backend_command(port, "--host", HOST),
         port,
         env={
             "SSECHAT_ENGINE": "simulated",

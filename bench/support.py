@@ -49,6 +49,20 @@ def free_port() -> int:
         return port
 
 
+def backend_command(port: int, *options: str) -> list[str]:
+    """``python -m backend`` on ``port`` with ``options``, logging warnings only."""
+    return [
+        sys.executable,
+        "-m",
+        "backend",
+        *options,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+
+
 def pinned(command: Sequence[str], cpus: str | None) -> list[str]:
     """``command`` under ``taskset -c cpus`` (taskset execs, so the pid stays the same)."""
     if cpus is None or shutil.which("taskset") is None:

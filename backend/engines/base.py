@@ -13,7 +13,7 @@ and release what it holds (threads, upstream connections) in ``finally``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -255,7 +255,7 @@ class Engine(Protocol):
         request this engine cannot honour; called before anything is streamed."""
         ...
 
-    def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
+    def stream(self, request: GenerationRequest) -> AsyncGenerator[TokenDelta, None]:
         """Yield deltas; the final one has ``finish_reason`` and ``usage`` set."""
         ...
 
@@ -278,7 +278,7 @@ class ResponsesUpstream(Protocol):
         """Whether to relay this request natively (configured, or found out once)."""
         ...
 
-    def responses_events(self, body: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def responses_events(self, body: Mapping[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """The upstream's events for a streamed ``POST /responses`` with ``body``,
         each a JSON object with its ``type``, ending with the terminal one
         (``response.completed``, ``.incomplete`` or ``.failed``); an upstream

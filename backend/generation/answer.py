@@ -1,5 +1,6 @@
 """A whole answer gathered from an engine's deltas: the ``stream: false`` side
-of every dialect.
+of every dialect, and ``run_through``: a rendering generation run to its end
+for the dialects that answer with the object it builds (Responses, Messages).
 
 Tool-call fragments are joined per ``index`` (id, type and name come with the
 first fragment of a call), text fields are concatenated, and OpenAI-shaped
@@ -9,12 +10,16 @@ its own shape.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from backend.engines.base import EngineError, FinishReason, TokenDelta, Usage
 from backend.generation.wrappers import close_iterator
+from backend.hub.base import Produced
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -79,7 +84,7 @@ class Answer:
         return [self.calls[index] for index in sorted(self.calls)]
 
 
-async def collect(deltas: AsyncIterator[TokenDelta]) -> Answer:
+async def collect(deltas: AsyncGenerator[TokenDelta, None]) -> Answer:
     """Every delta up to the final one. Raises ``EngineError`` (the engine's, or
     one for a stream that ends without a finish reason)."""
     answer = Answer()
@@ -97,3 +102,24 @@ async def collect(deltas: AsyncIterator[TokenDelta]) -> Answer:
         # not whenever the garbage collector gets to it.
         await close_iterator(deltas)
     raise EngineError("The engine ended without a finish reason.")
+
+
+class Run(Protocol):
+    """A generation run for its result: what it yields is not sent anywhere."""
+
+    error: EngineError | None
+
+    def events(self) -> AsyncGenerator[Produced, None]: ...
+
+
+async def run_through(generation: Run) -> None:
+    """Every event of ``generation``, dropped. Raises the engine's ``EngineError`` if
+    it failed, and one for a bug in an engine (a 500 for this request, logged)."""
+    try:
+        async for _ in generation.events():
+            pass
+    except Exception as error:
+        logger.exception("generation failed")
+        raise EngineError(f"Generation failed: {error}", error_type="server_error") from error
+    if generation.error is not None:
+        raise generation.error

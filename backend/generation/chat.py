@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from typing import Any
 
 from backend.config import ReasoningField
@@ -105,7 +105,7 @@ class ChatCompletionGeneration:
     def __init__(
         self,
         *,
-        deltas: AsyncIterator[TokenDelta],
+        deltas: AsyncGenerator[TokenDelta, None],
         model: str,
         completion_id: str,
         include_usage: bool,
@@ -207,7 +207,7 @@ class ChatCompletionGeneration:
     def _first_token(self) -> None:
         self.completion_tokens += 1
 
-    async def events(self) -> AsyncIterator[Produced]:
+    async def events(self) -> AsyncGenerator[Produced, None]:
         yield "", self._chunk({"role": "assistant", "content": ""}, None)
         final: TokenDelta | None = None
         try:
@@ -291,7 +291,7 @@ def completion_message(answer: Answer, reasoning_field: ReasoningField) -> dict[
 
 
 async def complete(
-    deltas: AsyncIterator[TokenDelta],
+    deltas: AsyncGenerator[TokenDelta, None],
     model: str,
     completion_id: str,
     reasoning_field: ReasoningField = DEFAULT_REASONING_FIELD,

@@ -30,12 +30,13 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from backend.engines.base import EngineError, TokenDelta, ToolCallDelta, Usage
 from backend.errors import anthropic_error_event
+from backend.generation.answer import run_through
 from backend.generation.payload import dumps, escape
 from backend.hub.base import EndReason, Event, Fragment, HubError, Produced, Template
 
@@ -140,7 +141,7 @@ class MessagesGeneration:
     def __init__(
         self,
         *,
-        deltas: AsyncIterator[TokenDelta],
+        deltas: AsyncGenerator[TokenDelta, None],
         model: str,
         message_id: str,
     ) -> None:
@@ -281,7 +282,7 @@ class MessagesGeneration:
         self.error = error
         return [_error(error.message, error.error_type)]
 
-    async def events(self) -> AsyncIterator[Produced]:
+    async def events(self) -> AsyncGenerator[Produced, None]:
         self._begun = True
         yield self._start_event()
         final: TokenDelta | None = None
@@ -346,12 +347,5 @@ class MessagesGeneration:
 
 async def run_to_end(generation: MessagesGeneration) -> dict[str, Any]:
     """A non-streamed message: the whole Message object. Raises the engine's ``EngineError``."""
-    try:
-        async for _ in generation.events():
-            pass
-    except Exception as error:  # a bug in an engine: a 500 for this request, logged
-        logger.exception("generation failed")
-        raise EngineError(f"Generation failed: {error}", error_type="server_error") from error
-    if generation.error is not None:
-        raise generation.error
+    await run_through(generation)
     return generation.message()

@@ -25,11 +25,9 @@ object on any worker).
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Any, Literal
 
 from backend.engines.base import EngineError, FinishReason, TokenDelta, ToolCallDelta, Usage
 from backend.generation.payload import dumps, escape
@@ -44,32 +42,21 @@ from backend.generation.response_items import (
     close_all,
     logprobs_of,
 )
-from backend.hub.base import EndReason, Event, Fragment, HubError, Produced, Template
-
-logger = logging.getLogger(__name__)
-
-Status = Literal["queued", "in_progress", "completed", "incomplete", "cancelled", "failed"]
-TERMINAL: frozenset[str] = frozenset({"completed", "incomplete", "cancelled", "failed"})
-Record = Callable[[dict[str, Any]], Awaitable[None]]
+from backend.generation.response_object import (
+    FAILED_CODE,
+    Ending,
+    Record,
+    RecordedResponse,
+    Status,
+    error_event_body,
+    snapshot_of,
+)
+from backend.hub.base import Event, Fragment, HubError, Produced, Template
 
 
 def new_response_id() -> str:
     """``resp_`` + 128 random bits: unguessable, so it can double as a capability."""
     return "resp_" + secrets.token_hex(16)
-
-
-def usage_body(usage: Usage) -> dict[str, Any]:
-    return {
-        "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens or 0},
-        "output_tokens": usage.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or 0},
-        "total_tokens": usage.total_tokens,
-    }
-
-
-def error_event_body(message: str, code: str | None, param: str | None = None) -> Body:
-    return {"code": code, "message": message, "param": param}
 
 
 def hub_error_events(error: HubError) -> Sequence[Event]:
@@ -83,17 +70,15 @@ _INCOMPLETE_REASONS: dict[str, str] = {
     "length": "max_output_tokens",
     "content_filter": "content_filter",
 }
-# OpenAI's ``response.error.code`` is an enum; an engine failure is a server error.
-_FAILED_CODE = "server_error"
 
 
-class ResponsesGeneration:
+class ResponsesGeneration(RecordedResponse):
     """One response: the ``Generation`` the hub runs, or a non-streamed run."""
 
     def __init__(
         self,
         *,
-        deltas: AsyncIterator[TokenDelta],
+        deltas: AsyncGenerator[TokenDelta, None],
         base: Mapping[str, Any],
         reasoning_as_summary: bool = False,
         record: Record | None = None,
@@ -102,31 +87,16 @@ class ResponsesGeneration:
         self._base = dict(base)
         self._hex = str(base["id"]).removeprefix("resp_")
         self._as_summary = reasoning_as_summary
-        self._record = record
         self._templates: list[Template] = []
-        self._seq = 0  # the next sequence_number
         self._output: list[Body] = []  # finished items, in output order
         self._open: list[OpenItem] = []
         self._calls: dict[int, FunctionCallItem] = {}  # tool-call index -> its open item
         self._items = 0  # output indexes handed out
         self._text_item: MessageItem | None = None  # the open output_text part, if last
-        self._finished = False
         self.output_tokens = 0
-        # The Response object as it stands (its last snapshot), and an engine
-        # failure for a non-streamed run to report as an HTTP error.
-        self.response: dict[str, Any] = self.snapshot(
-            "queued" if base.get("background") else "in_progress"
+        super().__init__(
+            self.snapshot("queued" if base.get("background") else "in_progress"), record
         )
-        self.error: EngineError | None = None
-
-    @property
-    def response_id(self) -> str:
-        return str(self._base["id"])
-
-    @property
-    def started(self) -> bool:
-        """True once the first event was produced."""
-        return self._seq > 0
 
     @property
     def templates(self) -> Sequence[Template]:
@@ -142,27 +112,10 @@ class ResponsesGeneration:
         error: Body | None = None,
         incomplete: str | None = None,
     ) -> dict[str, Any]:
-        response = dict(self._base)
-        response["status"] = status
-        response["output"] = list(self._output if output is None else output)
-        if usage is not None:
-            response["usage"] = usage_body(usage)
-        if error is not None:
-            response["error"] = error
-        if incomplete is not None:
-            response["incomplete_details"] = {"reason": incomplete}
-        if status in TERMINAL:
-            response["completed_at"] = int(time.time())
-        return response
-
-    async def _save(self, response: dict[str, Any]) -> None:
-        self.response = response
-        if self._record is None:
-            return
-        try:
-            await self._record(response)
-        except Exception:  # the stream must not fail because the store did
-            logger.exception("could not store response %s", self.response_id)
+        output = self._output if output is None else output
+        return snapshot_of(
+            self._base, status, output, usage=usage, error=error, incomplete=incomplete
+        )
 
     # -- numbering ------------------------------------------------------------------------------
     def _number(self, pending: Sequence[Pending], start: int | None = None) -> list[Event]:
@@ -306,7 +259,7 @@ class ResponsesGeneration:
         usage: Usage | None = None,
         error: Body | None = None,
         incomplete: str | None = None,
-    ) -> tuple[list[Event], dict[str, Any]]:
+    ) -> Ending:
         """The events that end the response from sequence ``seq`` on, and its final
         object. Pure: the hub may ask for closing events before the end."""
         pending: list[Pending] = []
@@ -330,15 +283,10 @@ class ResponsesGeneration:
         pending.append((terminal, {"response": final}))
         return self._number(pending, seq), final
 
-    async def _finish(self, events: list[Event], final: dict[str, Any]) -> list[Event]:
-        """Store the final object, then count the terminal events as sent: if a cancel
-        lands while storing, the closing events take their place with the same numbers."""
-        await self._save(final)
-        self._seq += len(events)
-        self._finished = True
-        return events
+    def _stopped(self, status: Status, error: Body | None) -> Ending:
+        return self._ending(status, "incomplete", seq=self._seq, error=error)
 
-    def _ending_for(self, final_delta: TokenDelta) -> tuple[list[Event], dict[str, Any]]:
+    def _ending_for(self, final_delta: TokenDelta) -> Ending:
         reason: FinishReason = final_delta.finish_reason or "stop"
         usage = final_delta.usage or Usage(0, self.output_tokens)
         if reason in ("stop", "tool_calls"):
@@ -353,16 +301,10 @@ class ResponsesGeneration:
             )
         if reason == "cancelled":
             return self._ending("cancelled", "incomplete", seq=self._seq, usage=usage)
-        error = {"code": _FAILED_CODE, "message": "The engine reported an error."}
+        error = {"code": FAILED_CODE, "message": "The engine reported an error."}
         return self._ending("failed", "incomplete", seq=self._seq, usage=usage, error=error)
 
-    def _failure(self, error: EngineError) -> tuple[list[Event], dict[str, Any]]:
-        logger.warning("engine error in %s: %s", self.response_id, error.message)
-        self.error = error
-        body = {"code": _FAILED_CODE, "message": error.message}
-        return self._ending("failed", "incomplete", seq=self._seq, error=body)
-
-    async def events(self) -> AsyncIterator[Produced]:
+    async def events(self) -> AsyncGenerator[Produced, None]:
         # The route stored the object as created; from here on it is in progress.
         for event in self._emit([("response.created", {"response": self.response})]):
             yield event
@@ -414,50 +356,6 @@ class ResponsesGeneration:
                     ending = self._ending_for(final_delta)
             for event in await self._finish(*ending):
                 yield event
-        except asyncio.CancelledError:
-            # Stopped by the hub (cancel, shutdown, no reader left) or by a client
-            # that went away: the stored object says so before the closing events exist.
-            if not self._finished:
-                _, final = self._ending("cancelled", "incomplete", seq=self._seq)
-                await self._save(final)
+        except (asyncio.CancelledError, Exception) as stop:
+            await self._save_stopped(stop)
             raise
-        except Exception as error:
-            if not self._finished:
-                body = {"code": _FAILED_CODE, "message": f"Generation failed: {error}"}
-                _, final = self._ending("failed", "incomplete", seq=self._seq, error=body)
-                await self._save(final)
-            raise
-
-    def closing_events(self, reason: EndReason, message: str) -> Sequence[Event]:
-        if self._finished:
-            return []
-        if reason == "error":
-            body = {"code": _FAILED_CODE, "message": f"Generation failed: {message}"}
-            events, _ = self._ending("failed", "incomplete", seq=self._seq, error=body)
-        else:
-            events, _ = self._ending("cancelled", "incomplete", seq=self._seq)
-        return events
-
-
-class ResponseRun(Protocol):
-    """A response generation run to its end for ``stream: false``: rendered from
-    deltas (``ResponsesGeneration``) or relayed (``ProxiedResponsesGeneration``)."""
-
-    response: dict[str, Any]
-    error: EngineError | None
-
-    def events(self) -> AsyncIterator[Produced]: ...
-
-
-async def run_to_end(generation: ResponseRun) -> dict[str, Any]:
-    """A non-streamed response: the final Response object. Raises the engine's
-    ``EngineError`` if it failed."""
-    try:
-        async for _ in generation.events():
-            pass
-    except Exception as error:  # a bug in an engine: a 500 for this request, logged
-        logger.exception("generation failed")
-        raise EngineError(f"Generation failed: {error}", error_type="server_error") from error
-    if generation.error is not None:
-        raise generation.error
-    return generation.response

@@ -32,36 +32,40 @@ finished item, and the final object before the terminal event is yielded.
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from backend.engines.base import EngineError
 from backend.engines.text import WholeChars, join_surrogates
 from backend.generation.payload import dumps
 from backend.generation.proxied_items import Body, OutputItems
-from backend.generation.responses import TERMINAL, Record, Status, error_event_body
+from backend.generation.response_object import (
+    Ending,
+    Record,
+    RecordedResponse,
+    Status,
+    error_event_body,
+    snapshot_of,
+)
 from backend.generation.wrappers import close_iterator
-from backend.hub.base import EndReason, Event, Produced, Template
-
-logger = logging.getLogger(__name__)
+from backend.hub.base import Event, Produced, Template
 
 _TERMINAL_EVENTS = {
     "response.completed": "completed",
     "response.incomplete": "incomplete",
     "response.failed": "failed",
 }
-_FAILED_CODE = "server_error"
 
 
-class ProxiedResponsesGeneration:
+class ProxiedResponsesGeneration(RecordedResponse):
     """One relayed response: the ``Generation`` the hub runs, or a non-streamed run."""
+
+    _source = "upstream"
 
     def __init__(
         self,
         *,
-        events: AsyncIterator[dict[str, Any]],
+        events: AsyncGenerator[dict[str, Any], None],
         base: Mapping[str, Any],
         record: Record | None = None,
         max_deltas: int,
@@ -76,25 +80,12 @@ class ProxiedResponsesGeneration:
             "store": base.get("store", True),
             "previous_response_id": base.get("previous_response_id"),
         }
-        self._record = record
         self._max_deltas = max_deltas
         self._items = OutputItems()
         self._chars: dict[tuple[Any, ...], WholeChars] = {}
-        self._seq = 0
-        self._finished = False
-        self.response: dict[str, Any] = {
-            **base,
-            "status": "queued" if self._background else "in_progress",
-        }
-        self.error: EngineError | None = None
-
-    @property
-    def response_id(self) -> str:
-        return str(self._own["id"])
-
-    @property
-    def started(self) -> bool:
-        return self._seq > 0
+        super().__init__(
+            {**base, "status": "queued" if self._background else "in_progress"}, record
+        )
 
     @property
     def templates(self) -> Sequence[Template]:
@@ -112,23 +103,7 @@ class ProxiedResponsesGeneration:
         error: Body | None = None,
         incomplete: str | None = None,
     ) -> dict[str, Any]:
-        response = {**self.response, "status": status, "output": list(output)}
-        if error is not None:
-            response["error"] = error
-        if incomplete is not None:
-            response["incomplete_details"] = {"reason": incomplete}
-        if status in TERMINAL:
-            response["completed_at"] = int(time.time())
-        return response
-
-    async def _save(self, response: dict[str, Any]) -> None:
-        self.response = response
-        if self._record is None:
-            return
-        try:
-            await self._record(response)
-        except Exception:  # the stream must not fail because the store did
-            logger.exception("could not store response %s", self.response_id)
+        return snapshot_of(self.response, status, output, error=error, incomplete=incomplete)
 
     # -- events ---------------------------------------------------------------------------------
     def _payload(self, event: dict[str, Any], seq: int) -> Event:
@@ -156,7 +131,7 @@ class ProxiedResponsesGeneration:
 
     def _ending(
         self, status: Status, *, error: Body | None = None, incomplete: str | None = None
-    ) -> tuple[list[Event], dict[str, Any]]:
+    ) -> Ending:
         """The events that end the response from the current sequence number on, and its
         final object. Pure: the hub may ask for closing events before the end."""
         pending: list[dict[str, Any]] = []
@@ -176,16 +151,8 @@ class ProxiedResponsesGeneration:
         events = [self._payload(event, self._seq + n) for n, event in enumerate(pending)]
         return events, final
 
-    async def _finish(self, events: list[Event], final: dict[str, Any]) -> list[Event]:
-        await self._save(final)
-        self._seq += len(events)
-        self._finished = True
-        return events
-
-    def _failure(self, error: EngineError) -> tuple[list[Event], dict[str, Any]]:
-        logger.warning("upstream error in %s: %s", self.response_id, error.message)
-        self.error = error
-        return self._ending("failed", error={"code": _FAILED_CODE, "message": error.message})
+    def _stopped(self, status: Status, error: Body | None) -> Ending:
+        return self._ending(status, error=error)
 
     async def _relay(self, event: dict[str, Any]) -> Event | None:
         """One upstream event as ssechat sends it; None for the terminal one, which
@@ -208,10 +175,10 @@ class ProxiedResponsesGeneration:
             await self._save(self.snapshot("in_progress", self._items.finished()))
         return payload
 
-    async def events(self) -> AsyncIterator[Produced]:
+    async def events(self) -> AsyncGenerator[Produced, None]:
         deltas = 0
         try:
-            ending: tuple[list[Event], dict[str, Any]] | None = None
+            ending: Ending | None = None
             try:
                 async for event in self._upstream:
                     kind = event["type"]
@@ -235,28 +202,8 @@ class ProxiedResponsesGeneration:
                 ending = self._failure(EngineError("The upstream ended without a terminal event."))
             for item in await self._finish(*ending):
                 yield item
-        except asyncio.CancelledError:
-            # Stopped by the hub (cancel, shutdown, no reader left) or a client that left:
-            # the stored object says so before the closing events exist.
-            if not self._finished:
-                _, final = self._ending("cancelled")
-                await self._save(final)
-            raise
-        except Exception as error:
-            if not self._finished:
-                body = {"code": _FAILED_CODE, "message": f"Generation failed: {error}"}
-                _, final = self._ending("failed", error=body)
-                await self._save(final)
+        except (asyncio.CancelledError, Exception) as stop:
+            await self._save_stopped(stop)
             raise
         finally:
             await close_iterator(self._upstream)
-
-    def closing_events(self, reason: EndReason, message: str) -> Sequence[Event]:
-        if self._finished:
-            return []
-        if reason == "error":
-            body = {"code": _FAILED_CODE, "message": f"Generation failed: {message}"}
-            events, _ = self._ending("failed", error=body)
-        else:
-            events, _ = self._ending("cancelled")
-        return events

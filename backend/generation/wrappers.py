@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import weakref
 from bisect import bisect_left
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from time import perf_counter
 from typing import Any
 
@@ -27,12 +27,10 @@ from backend.metrics import StreamMeter
 logger = logging.getLogger(__name__)
 
 
-async def close_iterator(iterator: AsyncIterator[Any]) -> None:
+async def close_iterator(iterator: AsyncGenerator[Any, None]) -> None:
     """Close an async generator we stopped iterating early (``async for`` does not),
     so what it holds (an upstream connection) is released now, not at garbage collection."""
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        await aclose()
+    await iterator.aclose()
 
 
 class SlotGeneration:
@@ -55,7 +53,7 @@ class SlotGeneration:
     def templates(self) -> Sequence[Template]:
         return self._inner.templates
 
-    async def events(self) -> AsyncIterator[Produced]:
+    async def events(self) -> AsyncGenerator[Produced, None]:
         events = self._inner.events()
         try:
             async for event in events:
@@ -69,8 +67,8 @@ class SlotGeneration:
 
 
 async def metered_deltas(
-    deltas: AsyncIterator[TokenDelta], meter: StreamMeter
-) -> AsyncIterator[TokenDelta]:
+    deltas: AsyncGenerator[TokenDelta, None], meter: StreamMeter
+) -> AsyncGenerator[TokenDelta, None]:
     """Pass deltas through, counting them into ``meter``.
 
     Per output delta: one clock read and a few additions in memory (the
@@ -151,8 +149,8 @@ def _relayed_finish(event: dict[str, Any]) -> str:
 
 
 async def metered_upstream_events(
-    events: AsyncIterator[dict[str, Any]], meter: StreamMeter
-) -> AsyncIterator[dict[str, Any]]:
+    events: AsyncGenerator[dict[str, Any], None], meter: StreamMeter
+) -> AsyncGenerator[dict[str, Any], None]:
     """``metered_deltas`` for an upstream's Responses events: each ``*.delta`` event
     is a token; the terminal event says how it ended (``response.failed``: an error)."""
     last = 0.0
@@ -188,8 +186,8 @@ async def metered_upstream_events(
 
 
 async def logged_deltas(
-    deltas: AsyncIterator[TokenDelta], stream_id: str
-) -> AsyncIterator[TokenDelta]:
+    deltas: AsyncGenerator[TokenDelta, None], stream_id: str
+) -> AsyncGenerator[TokenDelta, None]:
     """Pass deltas through; log the answer (text, reasoning, tool calls) when it ends."""
     text: list[str] = []
     reasoning: list[str] = []

@@ -11,10 +11,33 @@ into SSE bytes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from typing import Literal, NamedTuple, Protocol
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, TypedDict
+
+if TYPE_CHECKING:
+    from backend.config import Settings
 
 EndReason = Literal["cancelled", "abandoned", "error", "shutdown"]
+
+
+class HubBounds(TypedDict):
+    """What every hub is built with, whatever its kind."""
+
+    keepalive_s: float
+    stream_ttl_s: float
+    resume_grace_s: float
+    max_streams: int
+    max_buffered_bytes: int
+
+
+def hub_bounds(settings: Settings) -> HubBounds:
+    return HubBounds(
+        keepalive_s=settings.keepalive_s,
+        stream_ttl_s=settings.stream_ttl_s,
+        resume_grace_s=settings.resume_grace_s,
+        max_streams=settings.max_streams,
+        max_buffered_bytes=settings.max_buffered_bytes,
+    )
 
 
 # (event name, payload): a whole event; "" = no ``event:`` field.
@@ -71,7 +94,7 @@ class Generation(Protocol):
         once, with the stream (in Redis too)."""
         ...
 
-    def events(self) -> AsyncIterator[Produced]:
+    def events(self) -> AsyncGenerator[Produced, None]:
         """Events in order; the last one is the dialect's terminal event."""
         ...
 
@@ -94,6 +117,11 @@ class HubError(Exception):
 class StreamNotFound(HubError):
     status_code = 404
     error_type = "not_found"
+
+    @classmethod
+    def for_id(cls, stream_id: str) -> StreamNotFound:
+        # A foreign stream looks exactly like a missing one: ids are not an oracle.
+        return cls(f"No stream {stream_id!r} (unknown, expired, or not yours).")
 
 
 class HubFull(HubError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from backend.config import Settings
-from backend.hub.base import EndReason, StreamHub
+from backend.hub.base import EndReason, StreamHub, hub_bounds
 from backend.hub.memory import MemoryHub
 
 
@@ -14,11 +14,4 @@ async def build_hub(settings: Settings, on_end: Callable[[EndReason], None]) -> 
         from backend.hub.redis import RedisHub  # optional extra: import lazily
 
         return await RedisHub.connect(settings, on_end=on_end)
-    return MemoryHub(
-        keepalive_s=settings.keepalive_s,
-        stream_ttl_s=settings.stream_ttl_s,
-        resume_grace_s=settings.resume_grace_s,
-        max_streams=settings.max_streams,
-        max_buffered_bytes=settings.max_buffered_bytes,
-        on_end=on_end,
-    )
+    return MemoryHub(**hub_bounds(settings), on_end=on_end)

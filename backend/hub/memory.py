@@ -40,11 +40,6 @@ class _Stream(Run):
     bound_bytes: int = 0  # what it held when the byte bound ended it
 
 
-def _not_found(stream_id: str) -> StreamNotFound:
-    # A foreign stream looks exactly like a missing one: ids are not an oracle.
-    return StreamNotFound(f"No stream {stream_id!r} (unknown, expired, or not yours).")
-
-
 class MemoryHub:
     """Streams in this process's memory, bounded in count and bytes."""
 
@@ -160,7 +155,7 @@ class MemoryHub:
     def _owned(self, stream_id: str, owner: str | None) -> _Stream:
         stream = self._streams.get(stream_id)
         if stream is None or stream.owner != owner:
-            raise _not_found(stream_id)
+            raise StreamNotFound.for_id(stream_id)
         return stream
 
     def _appended(self, stream: _Stream, size: int, produced: bool) -> None:

@@ -19,12 +19,13 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 LabelValues = tuple[str, ...]
 GaugeMode = Literal["sum", "max"]
 Family = dict[str, Any]
 Snapshot = dict[str, Family]
+S = TypeVar("S")
 
 
 class CounterCell:
@@ -36,38 +37,57 @@ class CounterCell:
         self.value = 0.0
 
 
-class Counter:
-    def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
+class _Labelled(Generic[S]):
+    """A counter or histogram family: one series per tuple of label values, made on
+    first use (what a hot path holds on to)."""
+
+    kind = ""
+
+    def __init__(self, name: str, help_text: str, labels: Sequence[str]) -> None:
         self.name = name
         self.help = help_text
         self.label_names = tuple(labels)
-        self._cells: dict[LabelValues, CounterCell] = {}
+        self._series: dict[LabelValues, S] = {}
+
+    def _new(self) -> S:
+        raise NotImplementedError
+
+    def series(self, key: LabelValues = ()) -> S:
+        series = self._series.get(key)
+        if series is None:
+            _check_labels(self.name, self.label_names, key)
+            series = self._series[key] = self._new()
+        return series
+
+    def _family(self, **fields: Any) -> Family:
+        return {"type": self.kind, "help": self.help, "labels": list(self.label_names), **fields}
+
+
+class Counter(_Labelled[CounterCell]):
+    kind = "counter"
+
+    def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
+        super().__init__(name, help_text, labels)
+
+    def _new(self) -> CounterCell:
+        return CounterCell()
 
     def cell(self, key: LabelValues = ()) -> CounterCell:
-        cell = self._cells.get(key)
-        if cell is None:
-            _check_labels(self.name, self.label_names, key)
-            cell = self._cells[key] = CounterCell()
-        return cell
+        return self.series(key)
 
     def add(self, key: LabelValues, amount: float = 1.0) -> None:
-        self.cell(key).value += amount
+        self.series(key).value += amount
 
     def inc(self, amount: float = 1.0, label_value: str = "") -> None:
         """Shorthand for a counter with no label or one."""
-        self.cell((label_value,) if self.label_names else ()).value += amount
+        self.series((label_value,) if self.label_names else ()).value += amount
 
     def get(self, key: LabelValues = ()) -> float:
-        cell = self._cells.get(key)
+        cell = self._series.get(key)
         return 0.0 if cell is None else cell.value
 
     def snapshot(self) -> Family:
-        return {
-            "type": "counter",
-            "help": self.help,
-            "labels": list(self.label_names),
-            "series": [[list(key), cell.value] for key, cell in self._cells.items()],
-        }
+        return self._family(series=[[list(key), cell.value] for key, cell in self._series.items()])
 
 
 class HistogramSeries:
@@ -86,7 +106,9 @@ class HistogramSeries:
         self.total += value
 
 
-class Histogram:
+class Histogram(_Labelled[HistogramSeries]):
+    kind = "histogram"
+
     def __init__(
         self,
         name: str,
@@ -94,18 +116,11 @@ class Histogram:
         buckets: Sequence[float],
         labels: Sequence[str] = (),
     ) -> None:
-        self.name = name
-        self.help = help_text
+        super().__init__(name, help_text, labels)
         self.buckets = tuple(sorted(buckets))
-        self.label_names = tuple(labels)
-        self._series: dict[LabelValues, HistogramSeries] = {}
 
-    def series(self, key: LabelValues = ()) -> HistogramSeries:
-        series = self._series.get(key)
-        if series is None:
-            _check_labels(self.name, self.label_names, key)
-            series = self._series[key] = HistogramSeries(self.buckets)
-        return series
+    def _new(self) -> HistogramSeries:
+        return HistogramSeries(self.buckets)
 
     def observe(self, value: float, key: LabelValues = ()) -> None:
         self.series(key).observe(value)
@@ -115,16 +130,13 @@ class Histogram:
         return 0 if series is None else sum(series.counts)
 
     def snapshot(self) -> Family:
-        return {
-            "type": "histogram",
-            "help": self.help,
-            "labels": list(self.label_names),
-            "buckets": list(self.buckets),
-            "series": [
+        return self._family(
+            buckets=list(self.buckets),
+            series=[
                 [list(key), list(series.counts), series.total]
                 for key, series in self._series.items()
             ],
-        }
+        )
 
 
 def _check_labels(name: str, names: tuple[str, ...], values: LabelValues) -> None:

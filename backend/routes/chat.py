@@ -17,16 +17,12 @@ from backend.generation.chat import (
 from backend.generation.chat_request import chat_generation_request
 from backend.generation.request import RequestLimits
 from backend.routes.common import (
-    RESUME_RESPONSES,
     Admission,
-    LastEventIdHeader,
-    LastEventIdQuery,
     LimitsDep,
     ServicesDep,
     StreamIdPath,
+    add_resume_route,
     caller_owner,
-    open_stream,
-    parse_last_event_id,
 )
 from backend.schemas.chat import ChatCompletionRequest
 
@@ -87,18 +83,7 @@ async def create_chat_completion(
     return await admission.stream(completion_id, 0, hub_error_events)
 
 
-@router.get("/{stream_id}/events", responses=RESUME_RESPONSES)
-async def stream_events(
-    stream_id: StreamIdPath,
-    request: Request,
-    services: ServicesDep,
-    last_event_id_header: LastEventIdHeader = "",
-    last_event_id: LastEventIdQuery = "",
-) -> Response:
-    """Replay every event after Last-Event-ID, then follow the stream live."""
-    owner = caller_owner(request, services)
-    after = parse_last_event_id(last_event_id_header, last_event_id)
-    return await open_stream(services, stream_id, after, owner, hub_error_events=hub_error_events)
+add_resume_route(router, hub_error_events=hub_error_events)
 
 
 @router.post("/{stream_id}/cancel", responses={404: {"description": "Unknown stream"}})

@@ -1,6 +1,7 @@
 """What every dialect route does the same way: who is calling, admission
 (draining, rate and concurrency limits), starting a generation on the hub,
-answering with its SSE stream, and resuming one.
+answering with its SSE stream, and resuming one (``add_resume_route``: the
+``GET …/{id}/events`` route of the dialects that have one).
 
 A dialect route parses its own request shape, builds a ``GenerationRequest``
 (``backend.generation.request``), chooses its renderer, and hands the rest
@@ -11,10 +12,11 @@ in every dialect.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import Response
 
 from backend.engines.base import (
     Engine,
@@ -133,7 +135,7 @@ class Admission:
 
     def deltas(
         self, engine: Engine, generation_request: GenerationRequest, stream_id: str
-    ) -> AsyncIterator[TokenDelta]:
+    ) -> AsyncGenerator[TokenDelta, None]:
         """The engine's deltas for this request, counted for the metrics (every
         dialect alike), and logged when ``log_content`` is on."""
         self.engine_name = engine.name
@@ -145,7 +147,7 @@ class Admission:
 
     def upstream_events(
         self, upstream: ResponsesUpstream, body: dict[str, Any]
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """A relayed response's events from its upstream, counted for the metrics."""
         self.engine_name = upstream.name
         meter = self.services.metrics.meter(self.dialect, upstream.name, self.started)
@@ -224,3 +226,29 @@ async def open_stream(
         close_after_events=services.settings.fault_close_after_events,
         keepalive=keepalive,
     )
+
+
+def add_resume_route(
+    router: APIRouter, *, hub_error_events: HubErrorEvents, keepalive: bytes = KEEPALIVE_COMMENT
+) -> None:
+    """``GET {prefix}/{stream_id}/events`` on ``router``: a dialect's resume route."""
+
+    @router.get("/{stream_id}/events", responses=RESUME_RESPONSES)
+    async def stream_events(
+        stream_id: StreamIdPath,
+        request: Request,
+        services: ServicesDep,
+        last_event_id_header: LastEventIdHeader = "",
+        last_event_id: LastEventIdQuery = "",
+    ) -> Response:
+        """Replay every event after Last-Event-ID, then follow the stream live."""
+        owner = caller_owner(request, services)
+        after = parse_last_event_id(last_event_id_header, last_event_id)
+        return await open_stream(
+            services,
+            stream_id,
+            after,
+            owner,
+            hub_error_events=hub_error_events,
+            keepalive=keepalive,
+        )

@@ -26,16 +26,12 @@ from backend.generation.messages import (
 )
 from backend.generation.request import ParamNames, RequestLimits, build_request
 from backend.routes.common import (
-    RESUME_RESPONSES,
     Admission,
-    LastEventIdHeader,
-    LastEventIdQuery,
     LimitsDep,
     ServicesDep,
     StreamIdPath,
+    add_resume_route,
     caller_owner,
-    open_stream,
-    parse_last_event_id,
 )
 from backend.schemas.messages import MessagesRequest, ThinkingEnabled, to_messages
 from backend.services import Services
@@ -147,20 +143,7 @@ async def create_message(
     return await admission.stream(message_id, 0, hub_error_events, keepalive=PING)
 
 
-@router.get("/{stream_id}/events", responses=RESUME_RESPONSES)
-async def stream_events(
-    stream_id: StreamIdPath,
-    request: Request,
-    services: ServicesDep,
-    last_event_id_header: LastEventIdHeader = "",
-    last_event_id: LastEventIdQuery = "",
-) -> Response:
-    """Replay every event after Last-Event-ID, then follow the stream live."""
-    owner = caller_owner(request, services)
-    after = parse_last_event_id(last_event_id_header, last_event_id)
-    return await open_stream(
-        services, stream_id, after, owner, hub_error_events=hub_error_events, keepalive=PING
-    )
+add_resume_route(router, hub_error_events=hub_error_events, keepalive=PING)
 
 
 @router.post("/{stream_id}/cancel", responses={404: {"description": "Unknown stream"}})

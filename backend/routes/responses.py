@@ -27,13 +27,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from backend.errors import APIError
-from backend.generation.responses import (
-    TERMINAL,
-    ResponsesGeneration,
-    hub_error_events,
-    new_response_id,
-    run_to_end,
-)
+from backend.generation.response_object import TERMINAL, run_to_end
+from backend.generation.responses import ResponsesGeneration, hub_error_events, new_response_id
 from backend.generation.responses_proxy import ProxiedResponsesGeneration
 from backend.hub.base import StreamNotFound
 from backend.routes.common import (

@@ -14,7 +14,7 @@ from typing import Any
 from backend.engines.base import ChatMessage, Engine, GenerationRequest, ResponseFormat, ToolSpec
 from backend.errors import APIError
 from backend.generation.request import ParamNames, RequestLimits, build_request
-from backend.generation.responses import TERMINAL
+from backend.generation.response_object import TERMINAL
 from backend.schemas.responses import (
     INCLUDE_LOGPROBS,
     SUPPORTED_INCLUDES,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from backend.engines.base import EngineError, GenerationRequest, TokenDelta, refuse_unsupported
 
@@ -29,7 +29,7 @@ class FailingEngine:
     def check(self, request: GenerationRequest) -> None:
         refuse_unsupported(request, self.name, frozenset())
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[TokenDelta, None]:
         for index in range(self._tokens):
             await asyncio.sleep(0)
             yield TokenDelta(f" t{index}")

@@ -9,7 +9,7 @@ and see what a request turned into.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from backend.engines.base import GenerationRequest, TokenDelta, ToolCallDelta, Usage
 
@@ -30,7 +30,7 @@ class ScriptedEngine:
     def check(self, request: GenerationRequest) -> None:
         return None
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[TokenDelta, None]:
         self.requests.append(request)
         for delta in self._script:
             await asyncio.sleep(self._delay_s)

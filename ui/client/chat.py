@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from ui.client.dialect import HttpCall, json_object_or_none
+from ui.client.dialect import HttpCall, bearer, json_object_or_none, resume_events
 from ui.client.errors import opt_str
 from ui.client.models import ChatRequest, DialectName, EventError, Parsed, Piece, Usage
 
@@ -131,15 +131,13 @@ class ChatCompletions:
     label = "Chat Completions"
 
     def auth_headers(self, api_key: str | None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        return bearer(api_key)
 
     def start(self, request: ChatRequest, *, stream: bool) -> HttpCall:
         return HttpCall("POST", COMPLETIONS_PATH, json=request.body(stream=stream))
 
     def resume(self, stream_id: str, last_id: str) -> HttpCall:
-        return HttpCall(
-            "GET", f"{COMPLETIONS_PATH}/{stream_id}/events", headers={"Last-Event-ID": last_id}
-        )
+        return resume_events(COMPLETIONS_PATH, stream_id, last_id)
 
     def cancel_path(self, stream_id: str) -> str:
         return f"{COMPLETIONS_PATH}/{stream_id}/cancel"

@@ -14,7 +14,15 @@ from typing import Any, Protocol
 
 from ui.client.models import ChatRequest, DialectName, Parsed
 
-__all__ = ["Dialect", "EventParser", "HttpCall", "dialect_for", "json_object_or_none"]
+__all__ = [
+    "Dialect",
+    "EventParser",
+    "HttpCall",
+    "bearer",
+    "dialect_for",
+    "json_object_or_none",
+    "resume_events",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,17 @@ def dialect_for(name: DialectName) -> Dialect:
         return dialects[name]
     except KeyError:
         raise ValueError(f"unknown dialect {name!r}; one of {sorted(dialects)}") from None
+
+
+def bearer(api_key: str | None) -> dict[str, str]:
+    """OpenAI's auth header (Chat Completions, Responses)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def resume_events(path: str, stream_id: str, last_id: str) -> HttpCall:
+    """``GET {path}/{stream_id}/events`` after ``Last-Event-ID``: how a Chat
+    Completions or Messages stream resumes."""
+    return HttpCall("GET", f"{path}/{stream_id}/events", headers={"Last-Event-ID": last_id})
 
 
 def json_object_or_none(data: str) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ui.client.chat import error_of
-from ui.client.dialect import HttpCall, json_object_or_none
+from ui.client.dialect import HttpCall, json_object_or_none, resume_events
 from ui.client.errors import ChatClientError, opt_str
 from ui.client.models import ChatRequest, DialectName, Parsed, Piece, Usage
 
@@ -149,28 +149,19 @@ class Messages:
     def start(self, request: ChatRequest, *, stream: bool) -> HttpCall:
         if request.seed is not None:
             raise ChatClientError("the Messages API has no seed field")
-        system = [m["content"] for m in request.messages if m.get("role") == "system"]
+        system, messages = request.split_system()
         body: dict[str, Any] = {
-            "messages": [
-                {"role": m["role"], "content": m["content"]}
-                for m in request.messages
-                if m.get("role") != "system"
-            ],
+            "messages": messages,
             "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
             "stream": stream,
         }
         if system:
             body["system"] = "\n\n".join(system)
-        for name in ("model", "temperature", "top_p"):
-            value = getattr(request, name)
-            if value is not None:
-                body[name] = value
+        body.update(request.sampling())
         return HttpCall("POST", MESSAGES_PATH, json=body)
 
     def resume(self, stream_id: str, last_id: str) -> HttpCall:
-        return HttpCall(
-            "GET", f"{MESSAGES_PATH}/{stream_id}/events", headers={"Last-Event-ID": last_id}
-        )
+        return resume_events(MESSAGES_PATH, stream_id, last_id)
 
     def cancel_path(self, stream_id: str) -> str:
         return f"{MESSAGES_PATH}/{stream_id}/cancel"

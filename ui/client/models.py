@@ -58,11 +58,27 @@ class ChatRequest:
         }
         if stream:
             body["stream_options"] = {"include_usage": True}
-        for name in ("model", "temperature", "top_p", "max_tokens", "seed"):
-            value = getattr(self, name)
+        body.update(self.sampling())
+        for name, value in (("max_tokens", self.max_tokens), ("seed", self.seed)):
             if value is not None:
                 body[name] = value
         return body
+
+    def sampling(self) -> dict[str, Any]:
+        """``model``, ``temperature`` and ``top_p`` where set: every dialect names them so."""
+        fields = (("model", self.model), ("temperature", self.temperature), ("top_p", self.top_p))
+        return {name: value for name, value in fields if value is not None}
+
+    def split_system(self) -> tuple[list[str], list[dict[str, str]]]:
+        """For the dialects that take the system prompt apart: the system messages'
+        contents, and the other messages (role and content)."""
+        system = [m["content"] for m in self.messages if m.get("role") == "system"]
+        others = [
+            {"role": m["role"], "content": m["content"]}
+            for m in self.messages
+            if m.get("role") != "system"
+        ]
+        return system, others
 
 
 @dataclass(frozen=True, slots=True)

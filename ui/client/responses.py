@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ui.client.chat import error_of
-from ui.client.dialect import HttpCall, json_object_or_none
+from ui.client.dialect import HttpCall, bearer, json_object_or_none
 from ui.client.errors import ChatClientError, opt_str
 from ui.client.models import ChatRequest, DialectName, Parsed, Piece, Usage
 
@@ -62,6 +62,18 @@ def _finish(response: Mapping[str, Any], terminal: str, has_tools: bool) -> str:
     return "tool_calls" if has_tools else "stop"
 
 
+def _call_piece(item: Mapping[str, Any], index: int) -> Piece:
+    """A ``function_call`` output item as the first piece of call ``index``."""
+    arguments = item.get("arguments")
+    return Piece(
+        "tool_call",
+        arguments if isinstance(arguments, str) else "",
+        index=index,
+        tool_id=opt_str(item.get("call_id") or item.get("id")),
+        name=opt_str(item.get("name")),
+    )
+
+
 class ResponsesParser:
     def __init__(self) -> None:
         self._tools: dict[str, int] = {}  # item id / output index -> tool-call index
@@ -96,16 +108,7 @@ class ResponsesParser:
                 for key in (item.get("id"), payload.get("output_index")):
                     if key is not None:
                         self._tools[str(key)] = index
-                arguments = item.get("arguments")
-                parsed.pieces.append(
-                    Piece(
-                        "tool_call",
-                        arguments if isinstance(arguments, str) else "",
-                        index=index,
-                        tool_id=opt_str(item.get("call_id") or item.get("id")),
-                        name=opt_str(item.get("name")),
-                    )
-                )
+                parsed.pieces.append(_call_piece(item, index))
         elif kind == "response.function_call_arguments.delta":
             delta = payload.get("delta")
             tool = self._tool_index(payload)
@@ -130,28 +133,18 @@ class Responses:
     label = "Responses"
 
     def auth_headers(self, api_key: str | None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        return bearer(api_key)
 
     def start(self, request: ChatRequest, *, stream: bool) -> HttpCall:
         if request.seed is not None:
             raise ChatClientError("the Responses API has no seed field")
-        instructions = [m["content"] for m in request.messages if m.get("role") == "system"]
-        body: dict[str, Any] = {
-            "input": [
-                {"role": m["role"], "content": m["content"]}
-                for m in request.messages
-                if m.get("role") != "system"
-            ],
-            "stream": stream,
-        }
+        instructions, messages = request.split_system()
+        body: dict[str, Any] = {"input": messages, "stream": stream}
         if instructions:
             body["instructions"] = "\n\n".join(instructions)
         if request.max_tokens is not None:
             body["max_output_tokens"] = request.max_tokens
-        for name in ("model", "temperature", "top_p"):
-            value = getattr(request, name)
-            if value is not None:
-                body[name] = value
+        body.update(request.sampling())
         return HttpCall("POST", RESPONSES_PATH, json=body)
 
     def resume(self, stream_id: str, last_id: str) -> HttpCall:
@@ -181,16 +174,7 @@ class Responses:
                 continue
             kind = item.get("type")
             if kind == "function_call":
-                arguments = item.get("arguments")
-                parsed.pieces.append(
-                    Piece(
-                        "tool_call",
-                        arguments if isinstance(arguments, str) else "",
-                        index=tools,
-                        tool_id=opt_str(item.get("call_id") or item.get("id")),
-                        name=opt_str(item.get("name")),
-                    )
-                )
+                parsed.pieces.append(_call_piece(item, tools))
                 tools += 1
                 continue
             parts = list(item.get("content") or ())

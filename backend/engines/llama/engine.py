@@ -30,7 +30,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, Final
 
 from backend.engines.base import (
@@ -168,7 +168,7 @@ class LlamaEngine:
                     "logit_bias",
                 )
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[TokenDelta, None]:
         if self._closed:
             raise _closed()
         loop = asyncio.get_running_loop()

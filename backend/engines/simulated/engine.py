@@ -23,7 +23,7 @@ import json
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
 
 from backend.engines.base import (
@@ -186,7 +186,7 @@ class SimulatedEngine:
                     f"it cannot write an answer that satisfies this schema ({problem})",
                 )
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[TokenDelta]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[TokenDelta, None]:
         reasoning_model = request.model == self._reasoning_model
         plain = not (reasoning_model or request.tools or request.response_format)
         if plain and not asks_for_a_refusal(request):

@@ -19,6 +19,7 @@ from backend.hub.base import (
     HubFull,
     HubUnavailable,
     StreamNotFound,
+    hub_bounds,
 )
 from backend.hub.local import LocalStream, LocalSubscription, Ticker
 from backend.hub.log import EventLog
@@ -47,11 +48,6 @@ _CANCEL_WAIT_S = 3.0
 _SHUTDOWN_FLUSH_S = 3.0
 _ORPHAN_MESSAGE = "the server process running this stream stopped"
 _STORE_AWAY = "the stream store (Redis) is unavailable"
-
-
-def _not_found(stream_id: str) -> StreamNotFound:
-    # A foreign stream looks exactly like a missing one: ids are not an oracle.
-    return StreamNotFound(f"No stream {stream_id!r} (unknown, expired, or not yours).")
 
 
 class RedisHub:
@@ -143,11 +139,7 @@ class RedisHub:
         """A hub on ``settings.redis_url``; raises ``HubUnavailable`` if Redis does not answer."""
         hub = cls(
             redis_url=settings.redis_url,
-            keepalive_s=settings.keepalive_s,
-            stream_ttl_s=settings.stream_ttl_s,
-            resume_grace_s=settings.resume_grace_s,
-            max_streams=settings.max_streams,
-            max_buffered_bytes=settings.max_buffered_bytes,
+            **hub_bounds(settings),
             on_end=on_end,
             key_prefix=key_prefix,
         )
@@ -249,7 +241,7 @@ class RedisHub:
         if run is not None:
             # Ours: read it where it is made, as the memory hub does.
             if run.owner != owner:
-                raise _not_found(stream_id)
+                raise StreamNotFound.for_id(stream_id)
             self._signals.reattached(run)
             return LocalSubscription(
                 run.stream,
@@ -264,7 +256,7 @@ class RedisHub:
         if run is not None:
             # Ours: no need to go through Redis to stop it.
             if run.owner != owner:
-                raise _not_found(stream_id)
+                raise StreamNotFound.for_id(stream_id)
             if run.stream.done:
                 return False
             await self._runner.stop_and_wait(run, "cancelled", "cancelled by request")
@@ -277,7 +269,7 @@ class RedisHub:
             "cancel",
         )
         if reply is None:
-            raise _not_found(stream_id)
+            raise StreamNotFound.for_id(stream_id)
         state, last = reply
         if state != "live":
             return False
@@ -294,7 +286,7 @@ class RedisHub:
             "delete",
         )
         if not deleted:
-            raise _not_found(stream_id)
+            raise StreamNotFound.for_id(stream_id)
 
     async def readiness(self) -> str | None:
         try:

@@ -46,32 +46,10 @@ def server() -> Iterator[tuple[str, list[Engine]]]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def url(server: tuple[str, list[Engine]]) -> str:
-    return server[0]
-
-
-@pytest.fixture(scope="module")
-def engines(server: tuple[str, list[Engine]]) -> list[Engine]:
-    return server[1]
-
-
-@pytest.fixture(scope="module")
-def sdk(url: str) -> Iterator[Anthropic]:
-    with Anthropic(base_url=url, api_key="unused", max_retries=0) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def http(url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=url, timeout=30) as client:
-        yield client
-
-
 def test_sdk_stream_text_and_final_message_equal_chat_completions(
-    sdk: Anthropic, url: str, http: httpx.Client
+    anthropic_sdk: Anthropic, url: str, http: httpx.Client
 ) -> None:
-    with sdk.messages.stream(
+    with anthropic_sdk.messages.stream(
         model=SIMULATED,
         max_tokens=400,
         system=SYSTEM,
@@ -85,7 +63,7 @@ def test_sdk_stream_text_and_final_message_equal_chat_completions(
     assert final.stop_reason == "end_turn"
     assert final.usage.output_tokens > 10
     assert final.usage.input_tokens > 0
-    whole = sdk.messages.create(
+    whole = anthropic_sdk.messages.create(
         model=SIMULATED,
         max_tokens=400,
         system=SYSTEM,
@@ -113,8 +91,8 @@ def test_raw_events_are_named_and_numbered(http: httpx.Client) -> None:
     assert payloads[-2]["usage"]["output_tokens"] == 12
 
 
-def test_thinking_text_and_tool_use_blocks(sdk: Anthropic, http: httpx.Client) -> None:
-    with sdk.messages.stream(
+def test_thinking_text_and_tool_use_blocks(anthropic_sdk: Anthropic, http: httpx.Client) -> None:
+    with anthropic_sdk.messages.stream(
         model="scripted-every-kind",
         max_tokens=100,
         messages=USER,
@@ -134,7 +112,7 @@ def test_thinking_text_and_tool_use_blocks(sdk: Anthropic, http: httpx.Client) -
     # Anthropic counts cache reads apart from input tokens.
     assert (final.usage.input_tokens, final.usage.cache_read_input_tokens) == (5, 2)
     assert final.usage.output_tokens == 9
-    whole = sdk.messages.create(
+    whole = anthropic_sdk.messages.create(
         model="scripted-every-kind",
         max_tokens=100,
         messages=USER,
@@ -164,9 +142,9 @@ def test_thinking_text_and_tool_use_blocks(sdk: Anthropic, http: httpx.Client) -
     ],
 )
 def test_stop_reasons(
-    sdk: Anthropic, model: str, stop_reason: str, stop_sequence: str | None, text: str
+    anthropic_sdk: Anthropic, model: str, stop_reason: str, stop_sequence: str | None, text: str
 ) -> None:
-    with sdk.messages.stream(
+    with anthropic_sdk.messages.stream(
         model=model,
         max_tokens=100,
         messages=USER,
@@ -179,9 +157,9 @@ def test_stop_reasons(
 
 
 def test_a_stop_sequence_of_the_simulated_engine_is_named_streamed_and_not(
-    sdk: Anthropic, http: httpx.Client
+    anthropic_sdk: Anthropic, http: httpx.Client
 ) -> None:
-    full = sdk.messages.create(model=SIMULATED, max_tokens=400, messages=USER)
+    full = anthropic_sdk.messages.create(model=SIMULATED, max_tokens=400, messages=USER)
     assert full.content[0].type == "text"
     text = full.content[0].text
     stop = " " + text.split()[4]  # a word in the middle of the answer
@@ -191,12 +169,12 @@ def test_a_stop_sequence_of_the_simulated_engine_is_named_streamed_and_not(
         "messages": USER,
         "stop_sequences": ["never in the text", stop],
     }
-    with sdk.messages.stream(**asked) as stream:
+    with anthropic_sdk.messages.stream(**asked) as stream:
         streamed = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert streamed == text[: text.index(stop)]
     assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", stop)
-    whole = sdk.messages.create(**asked)
+    whole = anthropic_sdk.messages.create(**asked)
     assert whole.model_dump(exclude={"id"}) == final.model_dump(exclude={"id"})
     # Chat Completions names it as vLLM does: the choice's stop_reason.
     chat = http.post(
@@ -212,9 +190,9 @@ def test_a_stop_sequence_of_the_simulated_engine_is_named_streamed_and_not(
     assert chat["stop_reason"] == stop
 
 
-def test_request_fields_reach_the_engine(sdk: Anthropic, engines: list[Engine]) -> None:
+def test_request_fields_reach_the_engine(anthropic_sdk: Anthropic, engines: list[Engine]) -> None:
     engine = scripted(engines, "scripted-length")
-    sdk.messages.create(
+    anthropic_sdk.messages.create(
         model="scripted-length",
         max_tokens=2048,
         system=[
@@ -359,13 +337,15 @@ def test_every_bad_input_gets_anthropic_s_error_shape(
     assert mentions in anthropic_error(reply, status, error_type)
 
 
-def test_malformed_json_and_the_sdk_s_exceptions(sdk: Anthropic, http: httpx.Client) -> None:
+def test_malformed_json_and_the_sdk_s_exceptions(
+    anthropic_sdk: Anthropic, http: httpx.Client
+) -> None:
     reply = http.post(MESSAGES, content=b"{not json", headers={"content-type": "application/json"})
     anthropic_error(reply, 400, "invalid_request_error")
     with pytest.raises(anthropic.NotFoundError):
-        sdk.messages.create(model="nope", max_tokens=10, messages=USER)
+        anthropic_sdk.messages.create(model="nope", max_tokens=10, messages=USER)
     with pytest.raises(anthropic.BadRequestError, match="'thinking' is not supported"):
-        sdk.messages.create(
+        anthropic_sdk.messages.create(
             model=SIMULATED,
             max_tokens=2000,
             messages=USER,
@@ -412,7 +392,7 @@ def test_keys_by_x_api_key_or_bearer_and_errors_in_anthropic_shape() -> None:
 
 @pytest.mark.parametrize("model", ["failing", "crashing"])
 def test_a_failure_mid_stream_is_an_error_event_that_ends_the_stream(
-    model: str, sdk: Anthropic, http: httpx.Client
+    model: str, anthropic_sdk: Anthropic, http: httpx.Client
 ) -> None:
     body = {"model": model, "max_tokens": 50, "messages": USER, "stream": True}
     _, events, _ = read_sse(http, "POST", MESSAGES, json=body)
@@ -424,7 +404,7 @@ def test_a_failure_mid_stream_is_an_error_event_that_ends_the_stream(
     assert [int(event.last_event_id) for event in events] == list(range(1, len(events) + 1))
     with (
         pytest.raises(anthropic.APIStatusError),
-        sdk.messages.stream(
+        anthropic_sdk.messages.stream(
             model=model,
             max_tokens=50,
             messages=USER,

@@ -33,37 +33,15 @@ def server() -> Iterator[tuple[str, list[Engine]]]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def url(server: tuple[str, list[Engine]]) -> str:
-    return server[0]
-
-
-@pytest.fixture(scope="module")
-def engines(server: tuple[str, list[Engine]]) -> list[Engine]:
-    return server[1]
-
-
-@pytest.fixture(scope="module")
-def sdk(url: str) -> Iterator[OpenAI]:
-    with OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def http(url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=url, timeout=30) as client:
-        yield client
-
-
 def delta_text(events: list[ResponseStreamEvent]) -> str:
     return "".join(e.delta for e in events if e.type == "response.output_text.delta")
 
 
 def test_sdk_stream_is_the_typed_sequence_and_the_chat_completions_text(
-    sdk: OpenAI, url: str, http: httpx.Client
+    openai_sdk: OpenAI, url: str, http: httpx.Client
 ) -> None:
     events = list(
-        sdk.responses.create(
+        openai_sdk.responses.create(
             model=SIMULATED, instructions=SYSTEM, input=QUESTION, max_output_tokens=400, stream=True
         )
     )
@@ -111,12 +89,12 @@ def test_raw_events_name_their_type_and_ids_are_sequence_numbers_plus_one(
     assert message["status"] == "incomplete"
 
 
-def test_not_streamed_is_the_streamed_object_and_retrieve_returns_it(sdk: OpenAI) -> None:
-    whole = sdk.responses.create(
+def test_not_streamed_is_the_streamed_object_and_retrieve_returns_it(openai_sdk: OpenAI) -> None:
+    whole = openai_sdk.responses.create(
         model=SIMULATED, instructions=SYSTEM, input=QUESTION, max_output_tokens=400
     )
     streamed = list(
-        sdk.responses.create(
+        openai_sdk.responses.create(
             model=SIMULATED, instructions=SYSTEM, input=QUESTION, max_output_tokens=400, stream=True
         )
     )
@@ -125,19 +103,19 @@ def test_not_streamed_is_the_streamed_object_and_retrieve_returns_it(sdk: OpenAI
     assert whole.status == "completed"
     assert whole.instructions == SYSTEM
     assert whole.max_output_tokens == 400
-    stored = sdk.responses.retrieve(whole.id)
+    stored = openai_sdk.responses.retrieve(whole.id)
     assert stored.model_dump() == whole.model_dump()
 
 
-def test_background_then_resume_with_starting_after(sdk: OpenAI, http: httpx.Client) -> None:
-    started = sdk.responses.create(
+def test_background_then_resume_with_starting_after(openai_sdk: OpenAI, http: httpx.Client) -> None:
+    started = openai_sdk.responses.create(
         model=SLOW, input=QUESTION, max_output_tokens=16, background=True
     )
     assert started.status == "queued"
     assert started.background is True
     # Follow it live from the start, then replay the tail after sequence number 5.
-    full = list(sdk.responses.retrieve(started.id, stream=True))
-    tail = list(sdk.responses.retrieve(started.id, stream=True, starting_after=5))
+    full = list(openai_sdk.responses.retrieve(started.id, stream=True))
+    tail = list(openai_sdk.responses.retrieve(started.id, stream=True, starting_after=5))
     assert [e.model_dump() for e in tail] == [e.model_dump() for e in full[6:]]
     assert [e.sequence_number for e in full] == list(range(len(full)))
     assert full[-1].type == "response.incomplete"  # the slow engine runs to max tokens
@@ -154,7 +132,7 @@ def test_background_then_resume_with_starting_after(sdk: OpenAI, http: httpx.Cli
     )
     assert raw_query == raw_header
     assert by_query[0].last_event_id == "7"
-    stored = sdk.responses.retrieve(started.id)
+    stored = openai_sdk.responses.retrieve(started.id)
     assert stored.status == "incomplete"
     assert stored.output_text == delta_text(full)
     assert stored.usage is not None
@@ -162,9 +140,9 @@ def test_background_then_resume_with_starting_after(sdk: OpenAI, http: httpx.Cli
 
 
 def test_resume_after_the_end_is_204_and_unknown_ids_are_404(
-    sdk: OpenAI, http: httpx.Client
+    openai_sdk: OpenAI, http: httpx.Client
 ) -> None:
-    events = list(sdk.responses.create(model=SIMULATED, input=QUESTION, stream=True))
+    events = list(openai_sdk.responses.create(model=SIMULATED, input=QUESTION, stream=True))
     assert isinstance(events[0], ResponseCreatedEvent)
     response_id = events[0].response.id
     last = events[-1].sequence_number
@@ -177,37 +155,39 @@ def test_resume_after_the_end_is_204_and_unknown_ids_are_404(
     assert unknown.status_code == 404
     assert unknown.json()["error"]["type"] == "invalid_request_error"
     with pytest.raises(openai.NotFoundError):
-        sdk.responses.retrieve("resp_nope")
+        openai_sdk.responses.retrieve("resp_nope")
 
 
 def test_ahead_of_a_finished_stream_is_204_and_a_running_continuation_is_refused(
-    sdk: OpenAI, http: httpx.Client
+    openai_sdk: OpenAI, http: httpx.Client
 ) -> None:
-    done = sdk.responses.create(model=SIMULATED, input=QUESTION, background=True)
-    list(sdk.responses.retrieve(done.id, stream=True))  # until its end
+    done = openai_sdk.responses.create(model=SIMULATED, input=QUESTION, background=True)
+    list(openai_sdk.responses.retrieve(done.id, stream=True))  # until its end
     ahead = http.get(
         f"{RESPONSES}/{done.id}", params={"stream": "true", "starting_after": "100000"}
     )
     assert ahead.status_code == 204
-    live = sdk.responses.create(model=SLOW, input=QUESTION, max_output_tokens=400, background=True)
+    live = openai_sdk.responses.create(
+        model=SLOW, input=QUESTION, max_output_tokens=400, background=True
+    )
     with pytest.raises(openai.BadRequestError, match="still"):
-        sdk.responses.create(model=SIMULATED, input="x", previous_response_id=live.id)
-    sdk.responses.cancel(live.id)
+        openai_sdk.responses.create(model=SIMULATED, input="x", previous_response_id=live.id)
+    openai_sdk.responses.cancel(live.id)
 
 
-def test_background_streamed_runs_on_after_the_client_leaves(sdk: OpenAI) -> None:
-    stream = sdk.responses.create(
+def test_background_streamed_runs_on_after_the_client_leaves(openai_sdk: OpenAI) -> None:
+    stream = openai_sdk.responses.create(
         model=SLOW, input=QUESTION, max_output_tokens=10, background=True, stream=True
     )
     first = next(iter(stream))
     stream.close()  # the connection goes; the generation does not
     assert first.type == "response.created"
     assert first.response.status == "queued"
-    rest = list(sdk.responses.retrieve(first.response.id, stream=True, starting_after=0))
+    rest = list(openai_sdk.responses.retrieve(first.response.id, stream=True, starting_after=0))
     assert rest[-1].type == "response.incomplete"
     assert rest[-1].response.usage is not None
     assert rest[-1].response.usage.output_tokens == 10
-    assert sdk.responses.retrieve(first.response.id).status == "incomplete"
+    assert openai_sdk.responses.retrieve(first.response.id).status == "incomplete"
 
 
 def test_logprobs_when_included_and_given(http: httpx.Client) -> None:
@@ -229,17 +209,17 @@ def test_logprobs_when_included_and_given(http: httpx.Client) -> None:
     assert payloads[-1]["response"]["output"][0]["content"][0]["logprobs"] == expected
 
 
-def test_cancel_a_background_response(sdk: OpenAI, http: httpx.Client) -> None:
-    started = sdk.responses.create(
+def test_cancel_a_background_response(openai_sdk: OpenAI, http: httpx.Client) -> None:
+    started = openai_sdk.responses.create(
         model=SLOW, input=QUESTION, max_output_tokens=400, background=True
     )
-    stream = sdk.responses.retrieve(started.id, stream=True)
+    stream = openai_sdk.responses.retrieve(started.id, stream=True)
     seen: list[ResponseStreamEvent] = []
     for event in stream:
         seen.append(event)
         if event.type == "response.output_text.delta":
             break  # it is generating: cancel it
-    cancelled = sdk.responses.cancel(started.id)
+    cancelled = openai_sdk.responses.cancel(started.id)
     assert cancelled.status == "cancelled"
     seen.extend(stream)
     assert [e.sequence_number for e in seen] == list(range(len(seen)))
@@ -249,51 +229,57 @@ def test_cancel_a_background_response(sdk: OpenAI, http: httpx.Client) -> None:
     # The partial text is kept, in the stream and in the stored object.
     assert delta_text(seen)
     assert terminal.response.output_text == delta_text(seen)
-    assert sdk.responses.retrieve(started.id).output_text == delta_text(seen)
-    assert sdk.responses.retrieve(started.id).status == "cancelled"
+    assert openai_sdk.responses.retrieve(started.id).output_text == delta_text(seen)
+    assert openai_sdk.responses.retrieve(started.id).status == "cancelled"
     # Cancelling again answers the same object; a foreground response cannot be cancelled.
-    assert sdk.responses.cancel(started.id).status == "cancelled"
-    foreground = sdk.responses.create(model=SIMULATED, input=QUESTION)
+    assert openai_sdk.responses.cancel(started.id).status == "cancelled"
+    foreground = openai_sdk.responses.create(model=SIMULATED, input=QUESTION)
     refused = http.post(f"{RESPONSES}/{foreground.id}/cancel")
     assert refused.status_code == 400
     assert "background" in refused.json()["error"]["message"]
-    finished = sdk.responses.create(model=SIMULATED, input=QUESTION, background=True)
-    list(sdk.responses.retrieve(finished.id, stream=True))  # wait for its end
-    assert sdk.responses.cancel(finished.id).status == "completed"
+    finished = openai_sdk.responses.create(model=SIMULATED, input=QUESTION, background=True)
+    list(openai_sdk.responses.retrieve(finished.id, stream=True))  # wait for its end
+    assert openai_sdk.responses.cancel(finished.id).status == "completed"
     # A streamed response: cancelled while it streams, then again (a Stop racing its end).
-    streamed = sdk.responses.create(model=SLOW, input=QUESTION, max_output_tokens=400, stream=True)
+    streamed = openai_sdk.responses.create(
+        model=SLOW, input=QUESTION, max_output_tokens=400, stream=True
+    )
     first = next(iter(streamed))
     assert first.type == "response.created"
-    assert sdk.responses.cancel(first.response.id).status == "cancelled"
+    assert openai_sdk.responses.cancel(first.response.id).status == "cancelled"
     assert list(streamed)[-1].type == "response.incomplete"
     again = http.post(f"{RESPONSES}/{first.response.id}/cancel")
     assert (again.status_code, again.json()["status"]) == (200, "cancelled")
 
 
-def test_delete_then_retrieve_is_404(sdk: OpenAI, http: httpx.Client) -> None:
-    response = sdk.responses.create(model=SIMULATED, input=QUESTION)
+def test_delete_then_retrieve_is_404(openai_sdk: OpenAI, http: httpx.Client) -> None:
+    response = openai_sdk.responses.create(model=SIMULATED, input=QUESTION)
     deleted = http.delete(f"{RESPONSES}/{response.id}")
     assert deleted.json() == {"id": response.id, "object": "response.deleted", "deleted": True}
     with pytest.raises(openai.NotFoundError):
-        sdk.responses.retrieve(response.id)
+        openai_sdk.responses.retrieve(response.id)
     assert http.delete(f"{RESPONSES}/{response.id}").status_code == 404
     # A live background response: deleting stops it, and its stream is gone too.
-    live = sdk.responses.create(model=SLOW, input=QUESTION, max_output_tokens=400, background=True)
-    sdk.responses.delete(live.id)
+    live = openai_sdk.responses.create(
+        model=SLOW, input=QUESTION, max_output_tokens=400, background=True
+    )
+    openai_sdk.responses.delete(live.id)
     assert http.get(f"{RESPONSES}/{live.id}", params={"stream": "true"}).status_code == 404
 
 
-def test_store_false_is_not_retrievable(sdk: OpenAI) -> None:
-    response = sdk.responses.create(model=SIMULATED, input=QUESTION, store=False)
+def test_store_false_is_not_retrievable(openai_sdk: OpenAI) -> None:
+    response = openai_sdk.responses.create(model=SIMULATED, input=QUESTION, store=False)
     assert response.to_dict()["store"] is False
     with pytest.raises(openai.NotFoundError):
-        sdk.responses.retrieve(response.id)
+        openai_sdk.responses.retrieve(response.id)
 
 
-def test_every_delta_kind_and_a_continued_conversation(sdk: OpenAI, engines: list[Engine]) -> None:
+def test_every_delta_kind_and_a_continued_conversation(
+    openai_sdk: OpenAI, engines: list[Engine]
+) -> None:
     engine = scripted(engines, "scripted-every-kind")
     events = list(
-        sdk.responses.create(
+        openai_sdk.responses.create(
             model="scripted-every-kind", instructions="Use tools.", input="Weather?", stream=True
         )
     )
@@ -356,7 +342,7 @@ def test_every_delta_kind_and_a_continued_conversation(sdk: OpenAI, engines: lis
     assert usage.input_tokens_details.cached_tokens == 2
 
     # Continue it: the engine gets the earlier turn (not its instructions) and the tool output.
-    continued = sdk.responses.create(
+    continued = openai_sdk.responses.create(
         model="scripted-every-kind",
         previous_response_id=final.response.id,
         input=[
@@ -380,7 +366,7 @@ def test_every_delta_kind_and_a_continued_conversation(sdk: OpenAI, engines: lis
     ]
     # And once more: the whole chain comes along (this script calls the same tools again,
     # and every call must be answered before the conversation goes on).
-    sdk.responses.create(
+    openai_sdk.responses.create(
         model="scripted-every-kind",
         previous_response_id=continued.id,
         input=[
@@ -400,16 +386,16 @@ def test_every_delta_kind_and_a_continued_conversation(sdk: OpenAI, engines: lis
         "user",
     ]
     with pytest.raises(openai.BadRequestError, match="call_a, call_b"):
-        sdk.responses.create(
+        openai_sdk.responses.create(
             model="scripted-every-kind", previous_response_id=continued.id, input="Unanswered?"
         )
     with pytest.raises(openai.NotFoundError, match="Previous response"):
-        sdk.responses.create(model=SIMULATED, previous_response_id="resp_nope", input="x")
+        openai_sdk.responses.create(model=SIMULATED, previous_response_id="resp_nope", input="x")
 
 
-def test_request_fields_reach_the_engine(sdk: OpenAI, engines: list[Engine]) -> None:
+def test_request_fields_reach_the_engine(openai_sdk: OpenAI, engines: list[Engine]) -> None:
     engine = scripted(engines, "scripted-length")
-    response = sdk.responses.create(  # type: ignore[call-overload]
+    response = openai_sdk.responses.create(  # type: ignore[call-overload]
         model="scripted-length",
         input=[
             {"role": "developer", "content": "Be terse."},
@@ -454,9 +440,9 @@ def test_request_fields_reach_the_engine(sdk: OpenAI, engines: list[Engine]) -> 
     assert response.incomplete_details.reason == "max_output_tokens"
 
 
-def test_reasoning_summary_and_refusal(sdk: OpenAI, http: httpx.Client) -> None:
+def test_reasoning_summary_and_refusal(openai_sdk: OpenAI, http: httpx.Client) -> None:
     events = list(
-        sdk.responses.create(
+        openai_sdk.responses.create(
             model="scripted-every-kind", input="x", reasoning={"summary": "auto"}, stream=True
         )
     )
@@ -487,9 +473,9 @@ def test_reasoning_summary_and_refusal(sdk: OpenAI, http: httpx.Client) -> None:
 
 @pytest.mark.parametrize("model", ["failing", "crashing"])
 def test_a_failure_mid_stream_is_an_error_then_response_failed(
-    model: str, sdk: OpenAI, http: httpx.Client
+    model: str, openai_sdk: OpenAI, http: httpx.Client
 ) -> None:
-    events = list(sdk.responses.create(model=model, input=QUESTION, stream=True))
+    events = list(openai_sdk.responses.create(model=model, input=QUESTION, stream=True))
     assert [e.sequence_number for e in events] == list(range(len(events)))
     assert [e.type for e in events[-2:]] == ["error", "response.failed"]
     failed = events[-1]
@@ -500,7 +486,7 @@ def test_a_failure_mid_stream_is_an_error_then_response_failed(
     text = delta_text(events)
     assert text.startswith(" t0 t1")
     assert failed.response.output_text == text
-    assert sdk.responses.retrieve(failed.response.id).status == "failed"
+    assert openai_sdk.responses.retrieve(failed.response.id).status == "failed"
     whole = http.post(RESPONSES, json={"model": model, "input": QUESTION})
     assert whole.status_code == 500
     assert whole.json()["error"]["message"]
@@ -557,11 +543,11 @@ def test_bad_or_unhonourable_fields_are_refused_by_name(
     assert error["param"].startswith(param), error
 
 
-def test_the_sdk_raises_readable_errors(sdk: OpenAI) -> None:
+def test_the_sdk_raises_readable_errors(openai_sdk: OpenAI) -> None:
     with pytest.raises(openai.NotFoundError, match="does not exist"):
-        sdk.responses.create(model="nope", input=QUESTION)
+        openai_sdk.responses.create(model="nope", input=QUESTION)
     with pytest.raises(openai.BadRequestError, match="Unknown parameter"):
-        sdk.responses.create(model=SIMULATED, input=QUESTION, extra_body={"n": 2})
+        openai_sdk.responses.create(model=SIMULATED, input=QUESTION, extra_body={"n": 2})
 
 
 def test_another_key_sees_nothing() -> None:

@@ -65,29 +65,6 @@ def server() -> Iterator[tuple[str, list[Engine]]]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def url(server: tuple[str, list[Engine]]) -> str:
-    return server[0]
-
-
-@pytest.fixture(scope="module")
-def openai_sdk(url: str) -> Iterator[OpenAI]:
-    with OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def anthropic_sdk(url: str) -> Iterator[Anthropic]:
-    with Anthropic(base_url=url, api_key="unused", max_retries=0) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def http(url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=url, timeout=30) as client:
-        yield client
-
-
 # -- Responses ------------------------------------------------------------------------------
 def test_responses_function_calls_then_a_function_call_output(openai_sdk: OpenAI) -> None:
     events = list(

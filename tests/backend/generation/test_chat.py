@@ -8,7 +8,7 @@ template must be the compact JSON of the same object built as a dict.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import pytest
@@ -29,7 +29,7 @@ HEAD = {
 LOGPROBS = {"content": [{"token": "Hi", "logprob": -0.1, "bytes": [72, 105], "top_logprobs": []}]}
 
 
-async def feed(deltas: Sequence[TokenDelta]) -> AsyncIterator[TokenDelta]:
+async def feed(deltas: Sequence[TokenDelta]) -> AsyncGenerator[TokenDelta, None]:
     for delta in deltas:
         yield delta
 

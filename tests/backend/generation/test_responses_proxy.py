@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import pytest
@@ -88,7 +88,7 @@ def finished(text: str) -> list[dict[str, Any]]:
 
 async def feed(
     events: Sequence[dict[str, Any]], error: EngineError | None = None, hold: bool = False
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     for event in events:
         yield json.loads(json.dumps(event))  # a fresh object, as parsed from the wire
     if error is not None:
@@ -98,7 +98,7 @@ async def feed(
 
 
 def generation(
-    events: AsyncIterator[dict[str, Any]], *, max_deltas: int = 100, **base: Any
+    events: AsyncGenerator[dict[str, Any], None], *, max_deltas: int = 100, **base: Any
 ) -> tuple[ProxiedResponsesGeneration, list[dict[str, Any]]]:
     stored: list[dict[str, Any]] = []
 

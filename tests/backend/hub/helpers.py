@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from backend.engines.base import ChatMessage, GenerationRequest
@@ -79,7 +79,7 @@ class ScriptedGeneration:
     def templates(self) -> Sequence[Template]:
         return self._templates
 
-    async def events(self) -> AsyncIterator[Produced]:
+    async def events(self) -> AsyncGenerator[Produced, None]:
         for index, item in enumerate(self.items):
             if index in self._new_templates:
                 self._templates.append(self._new_templates[index])
@@ -105,7 +105,7 @@ class Gated:
     def templates(self) -> Sequence[Template]:
         return self._inner.templates
 
-    async def events(self) -> AsyncIterator[Produced]:
+    async def events(self) -> AsyncGenerator[Produced, None]:
         await self._gate.wait()
         async for item in self._inner.events():
             yield item

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from backend.engines.base import ChatMessage, GenerationRequest, TokenDelta
@@ -25,7 +25,7 @@ def request(
     )
 
 
-async def collect(deltas: AsyncIterator[TokenDelta]) -> list[TokenDelta]:
+async def collect(deltas: AsyncGenerator[TokenDelta, None]) -> list[TokenDelta]:
     """Every delta of a stream that ends properly: one final delta, with usage."""
     out = [delta async for delta in deltas]
     assert out, "no deltas"
