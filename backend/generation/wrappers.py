@@ -179,6 +179,11 @@ async def metered_upstream_events(
             meter.error(error.error_type, error.code)
             meter.end("error")
         raise
+    except Exception:
+        if not ended:
+            ended = True
+            meter.end("error")
+        raise
     finally:
         if not ended:
             meter.end("cancelled")
