@@ -7,6 +7,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
+# llama-cpp-python compiles llama.cpp from source. Its default (-march=native)
+# turns on AMX on CPUs that have it, and that build crashes in its first decode
+# on such machines (seen on a Xeon with AMX); a portable AVX2 build runs
+# everywhere we deploy. Set CMAKE_ARGS yourself to choose other flags. pip
+# reuses a wheel it built before whatever the flags: `pip cache remove
+# llama_cpp_python` forces a rebuild.
+CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+export CMAKE_ARGS
+
 .PHONY: run test lint typecheck pytest bench system-deps clean
 
 $(PY):
