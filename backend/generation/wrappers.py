@@ -111,21 +111,26 @@ async def metered_deltas(
             ended = True
             meter.error("engine_error", "no_finish_reason")
             meter.end("error")
-    except EngineError as error:
+    except BaseException as error:
         if not ended:
             ended = True
-            meter.error(error.error_type, error.code)
-            meter.end("error")
-        raise
-    except Exception:
-        if not ended:
-            ended = True
-            meter.end("error")
+            _count_end(meter, error)
         raise
     finally:
         if not ended:
             meter.end("cancelled")
         await close_iterator(deltas)
+
+
+def _count_end(meter: StreamMeter, error: BaseException) -> None:
+    """How a generation that raised ended: an engine's error or a bug is an
+    ``error``; a cancellation or a closed generator, ``cancelled``."""
+    if isinstance(error, EngineError):
+        meter.error(error.error_type, error.code)
+    if isinstance(error, Exception):
+        meter.end("error")
+    else:
+        meter.end("cancelled")
 
 
 # How a relayed response ended, in finish-reason terms (for the metrics).
@@ -173,16 +178,10 @@ async def metered_upstream_events(
                     meter.error("upstream_error", "upstream_response_failed")
                 meter.end(finish)
             yield event
-    except EngineError as error:
+    except BaseException as error:
         if not ended:
             ended = True
-            meter.error(error.error_type, error.code)
-            meter.end("error")
-        raise
-    except Exception:
-        if not ended:
-            ended = True
-            meter.end("error")
+            _count_end(meter, error)
         raise
     finally:
         if not ended:
