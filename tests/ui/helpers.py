@@ -104,6 +104,22 @@ def words(text: str) -> str:
     return " ".join(text.split())
 
 
+def last_text(page: Page, selector: str, inner: str | None = None) -> str:
+    """The text of the last element matching ``selector`` (or of the first ``inner``
+    match inside it), or "": read in one evaluation, since a streaming answer can be
+    replaced between a count and a read."""
+    text: str = page.evaluate(
+        """([selector, inner]) => {
+            const all = document.querySelectorAll(selector);
+            let node = all.length ? all[all.length - 1] : null;
+            if (node && inner) node = node.querySelector(inner);
+            return node ? node.innerText : '';
+        }""",
+        [selector, inner],
+    )
+    return text
+
+
 def poll(
     read: Callable[[], Any], until: Callable[[Any], bool], timeout_s: float = 30.0
 ) -> list[Any]:

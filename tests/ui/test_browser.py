@@ -15,6 +15,7 @@ from tests.ui.helpers import (
     LIVE,
     USER,
     cancelled_by_request,
+    last_text,
     metric,
     open_app,
     poll,
@@ -34,8 +35,7 @@ NAMED_ROLES = "button|textbox|combobox|checkbox|radio|slider|spinbutton|link|sea
 
 
 def bot_text(page: Page, selector: str = BOT) -> str:
-    bots = page.locator(selector)
-    return bots.last.inner_text() if bots.count() else ""
+    return last_text(page, selector)
 
 
 def stream_ids(page: Page) -> set[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.ui.helpers import metric, open_app, poll, reference_text, wait_compare, words
+from tests.ui.helpers import last_text, metric, open_app, poll, reference_text, wait_compare, words
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -19,8 +19,7 @@ def open_compare(page: Page, url: str) -> None:
 
 
 def pane_text(page: Page, pane: str) -> str:
-    bots = page.locator(f"{pane} [data-testid='bot']")
-    return bots.last.inner_text() if bots.count() else ""
+    return last_text(page, f"{pane} [data-testid='bot']")
 
 
 def test_the_default_streams_one_pane_while_the_other_waits_for_the_whole_answer(

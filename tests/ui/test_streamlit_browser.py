@@ -11,7 +11,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import free_port
-from tests.ui.helpers import TOKENS_PER_S, cancelled_by_request, reference_text
+from tests.ui.helpers import TOKENS_PER_S, cancelled_by_request, last_text, reference_text, words
 from tests.ui.streamlit_helpers import streamlit_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -56,13 +56,8 @@ def page(browser: Browser, app: tuple[str, str]) -> Iterator[Page]:
     context.close()
 
 
-def words(text: str) -> str:
-    return " ".join(text.split())
-
-
 def answer_text(page: Page) -> str:
-    last = page.locator(MESSAGE).last.locator(TEXT)
-    return last.first.inner_text() if last.count() else ""
+    return last_text(page, MESSAGE, TEXT)
 
 
 def send(page: Page, text: str) -> None:
