@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -160,22 +161,22 @@ def _summarise(
     late_after = keepalive_s + period + 0.1
     gaps: list[float] = []
     missed = late = closed = unopened = pings = 0
+    late_at: collections.Counter[int] = collections.Counter()  # when late pings came
     for stream in streams:
         if not stream.first_at:
             unopened += 1
             continue
         if stream.closed:
             closed += 1
-        previous = hold_from
-        stream_gaps = []
-        for at in stream.pings:
-            if at < hold_from:
-                continue
-            pings += 1
-            stream_gaps.append(at - previous)
-            previous = at
-        stream_gaps.append(hold_until - previous)  # the silence at the end counts too
+        # The pings in the hold, then its end: the silence after the last ping counts too.
+        ends = [at for at in stream.pings if at >= hold_from] + [hold_until]
+        starts = [hold_from, *ends[:-1]]
+        stream_gaps = [end - start for start, end in zip(starts, ends, strict=True)]
+        pings += len(ends) - 1
         gaps.extend(stream_gaps[:-1])
+        for gap, at in zip(stream_gaps, ends, strict=True):
+            if gap > late_after:
+                late_at[round(at - hold_from)] += 1
         longest = max(stream_gaps)
         if longest > 2 * keepalive_s:
             missed += 1
@@ -200,6 +201,7 @@ def _summarise(
         "late_after_s": late_after,
         "streams_with_a_late_ping": late,
         "streams_with_a_missed_ping": missed,
+        "late_pings_by_second_of_hold": dict(sorted(late_at.items())),
     }
 
 
@@ -237,6 +239,10 @@ def run_one(n: int, *, keepalive_s: float, ramp_s: float, hold_s: float) -> Idle
         "SSECHAT_SIM_TOKENS_PER_S": str(SLOW_TOKENS_PER_S),
         "SSECHAT_SIM_FILL_MAX_TOKENS": "1",
         "SSECHAT_KEEPALIVE_S": str(keepalive_s),
+        # The connections open before their requests go out (to weigh a bare
+        # connection apart): the idle and header timeouts must not close them.
+        "SSECHAT_KEEP_ALIVE_TIMEOUT_S": "600",
+        "SSECHAT_HEADER_TIMEOUT_S": "0",
     }
     command = [sys.executable, "-m", "backend", "--engine", "simulated", "--port", str(port)]
     server = Server(f"idle-{n}", [*command, "--log-level", "warning"], port, env=env)

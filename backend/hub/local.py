@@ -59,25 +59,37 @@ class LocalStream:
 
 
 class Ticker:
-    """Wakes idle readers a few times per keep-alive interval: one timer per hub,
-    not one per wait (a timer per wait cost a tenth of the CPU at 20 tokens/s)."""
+    """Wakes idle readers when their keep-alive is due: one timer per hub, not one
+    per wait (a timer per wait cost a tenth of the CPU at 20 tokens/s).
+
+    A waiting reader says when its keep-alive falls due; every ``period`` the
+    ticker wakes the streams with a reader due by then, and only those, so an
+    idle stream is woken once per keep-alive interval (not once per period),
+    and a busy one at most once per interval, for nothing.
+    """
 
     def __init__(self, keepalive_s: float) -> None:
         self.keepalive_s = keepalive_s
         self._period = min(1.0, keepalive_s / 4)
-        self._waiting: set[LocalStream] = set()
+        # The earliest keep-alive due among each stream's waiting readers (loop time).
+        self._due: dict[LocalStream, float] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def watch(self, stream: LocalStream) -> None:
-        self._waiting.add(stream)
+    def watch(self, stream: LocalStream, due: float) -> None:
+        known = self._due.get(stream)
+        if known is None or due < known:
+            self._due[stream] = due
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._tick(), name="hub keep-alive ticker")
 
     async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._period)
-            waiting, self._waiting = self._waiting, set()
-            for stream in waiting:
+            now = loop.time()
+            due = [stream for stream, at in self._due.items() if at <= now]
+            for stream in due:
+                del self._due[stream]
                 stream.wake()
 
     def close(self) -> None:
@@ -138,9 +150,9 @@ class LocalSubscription:
                     yield ()
                     last_sent = loop.time()
                     continue
-                # The ticker wakes idle readers now and then; the check above
-                # turns a long enough silence into a keep-alive.
-                ticker.watch(stream)
+                # The ticker wakes this reader when its keep-alive is due (or a
+                # little later); the check above turns the silence into a ping.
+                ticker.watch(stream, last_sent + keepalive_s)
                 await stream.wait_for_more()
         finally:
             await self.aclose()
