@@ -21,4 +21,5 @@ async def build_hub(settings: Settings, on_end: Callable[[EndReason], None]) -> 
         max_streams=settings.max_streams,
         max_buffered_bytes=settings.max_buffered_bytes,
         on_end=on_end,
+        flush_window_s=settings.flush_window_ms / 1000,
     )

@@ -69,6 +69,7 @@ class RedisHub:
         max_streams: int,
         max_buffered_bytes: int,
         on_end: Callable[[EndReason], None] | None = None,
+        flush_window_s: float = 0.0,
         key_prefix: str = "ssechat",
     ) -> None:
         self.keepalive_s = keepalive_s
@@ -91,7 +92,7 @@ class RedisHub:
             redis_url, self.worker_id, socket_timeout=keepalive_s + COMMAND_TIMEOUT_S
         )
         self._owned: dict[str, Owned] = {}
-        self._ticker = Ticker(keepalive_s)
+        self._ticker = Ticker(keepalive_s, flush_window_s)
         self._writer = Writer(
             self._writer_client,
             self._scripts.append,
@@ -150,6 +151,7 @@ class RedisHub:
             max_buffered_bytes=settings.max_buffered_bytes,
             on_end=on_end,
             key_prefix=key_prefix,
+            flush_window_s=settings.flush_window_ms / 1000,
         )
         try:
             await hub._open()
