@@ -333,6 +333,9 @@ def _command(app: str, server: str, port: int) -> list[str]:
             *(granian, "--interface", "asgi", "--factory", target),
             *("--host", HOST, "--port", str(port), "--workers", "1"),
             *("--loop", "uvloop", "--log-level", "warning", "--no-ws"),
+            # Concurrent requests per worker default to the backlog (1,024): every
+            # open stream is one, so lift it to uvicorn's connection cap.
+            *("--backpressure", "16384"),
         ]
     if app == "floor":
         return [sys.executable, "-m", "bench.baselines.serve", "floor", "--port", str(port)]
@@ -595,11 +598,22 @@ SIDE_BY_SIDE: dict[str, tuple[str, str, dict[str, str]]] = {
     "ssechat": ("ssechat", "uvicorn", {}),
     "floor-granian": ("floor", "granian", {}),
     "ssechat-granian": ("ssechat", "granian", {}),
+    # ssechat from --backend-root (e.g. an export of an earlier commit): before/after.
+    "ssechat-before": ("ssechat", "uvicorn", {}),
+    **{
+        f"ssechat-flush{ms}": ("ssechat", "uvicorn", {"SSECHAT_FLUSH_WINDOW_MS": str(ms)})
+        for ms in (20, 50, 100)
+    },
 }
 
 
 def side_by_side(
-    names: list[str], ns: list[int], *, ramp_s: float, repeat: int = 1
+    names: list[str],
+    ns: list[int],
+    *,
+    ramp_s: float,
+    repeat: int = 1,
+    backend_root: Path | None = None,
 ) -> dict[str, Any]:
     """The named configurations for each N, back to back (order rotating), with each one's
     ratio to the first named: CPU per event, p99 lateness, KB per open stream."""
@@ -619,6 +633,7 @@ def side_by_side(
                     app=app,
                     server_kind=server_kind,
                     extra_env=extra_env,
+                    backend_root=backend_root if name == "ssechat-before" else None,
                 )
                 late = result.client["lateness_ms"]
                 logger.info(
@@ -734,7 +749,10 @@ def main() -> None:
         unknown = [name for name in names if name not in SIDE_BY_SIDE]
         if unknown or len(names) < 2:
             parser.error(f"--side-by-side: two or more of {', '.join(SIDE_BY_SIDE)}")
-        result = side_by_side(names, ns, ramp_s=args.ramp, repeat=args.repeat)
+        if "ssechat-before" in names and args.backend_root is None:
+            parser.error("--side-by-side ssechat-before: name the tree with --backend-root")
+        root = args.backend_root.resolve() if args.backend_root else None
+        result = side_by_side(names, ns, ramp_s=args.ramp, repeat=args.repeat, backend_root=root)
         write_json(args.out or RESULTS / f"many_streams-{'-vs-'.join(names)}.json", result)
         return
     if args.compare:
