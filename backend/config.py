@@ -101,6 +101,14 @@ class Settings(BaseSettings):
         "LiteLLM, older vLLM), reasoning (vLLM now, OpenRouter), or both (the text twice).",
     )
     keepalive_s: float = Field(default=15.0, gt=0)
+    flush_window_ms: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="Events of a stream ready within this many ms of its last write wait "
+        "(at most that long) to go out together in one write: fewer writes and wake-ups, "
+        "that much more latency; 0 = off.",
+    )
     retry_ms: int = Field(default=1000, ge=0)
 
     # Request limits.

@@ -35,6 +35,7 @@ These classes live in a module of their own (not ``backend.__main__``) because
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -67,6 +68,16 @@ class DrainingServer(uvicorn.Server):
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:  # started: the app's lifespan has built everything
+            # What startup built (modules, the app, its schemas, engines) lives as
+            # long as the process: frozen, it is out of the cyclic GC's sight, and a
+            # full collection — which stops every stream while it runs — walks only
+            # what requests and streams hold. Garbage is collected first, not frozen.
+            gc.collect()
+            gc.freeze()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Unlike uvicorn's own, this does not re-raise the signal once shut

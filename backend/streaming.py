@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from backend.hub.base import Event, HubError, Subscription
+from backend.hub.base import Event, HubError, StreamEvent, Subscription
 from backend.metrics import Metrics
 from backend.sse import KEEPALIVE_COMMENT, encode_batch, encode_event
 
@@ -44,29 +44,18 @@ async def _body(
     *,
     retry_ms: int | None,
     metrics: Metrics,
-    close_after_events: int,
     hub_error_events: HubErrorEvents,
     keepalive: bytes = KEEPALIVE_COMMENT,
 ) -> AsyncGenerator[bytes, None]:
     metrics.active_responses += 1
     finished = False
-    sent = 0
     try:
         async for batch in subscription:
             if not batch:
                 yield keepalive
                 continue
-            if close_after_events and sent + len(batch) >= close_after_events:
-                # Test-only fault: drop the connection mid-answer, as a flaky network would.
-                batch = batch[: close_after_events - sent]
-                yield encode_batch(batch, retry_ms)
-                metrics.events_sent.inc(len(batch))
-                finished = True
-                logger.info("fault switch: closed the response after %d events", sent + len(batch))
-                return
             yield encode_batch(batch, retry_ms)
             retry_ms = None
-            sent += len(batch)
             metrics.events_sent.inc(len(batch))
         # The hub ends the iteration after the stream's terminal event.
         finished = True
@@ -85,6 +74,33 @@ async def _body(
         if not finished:
             metrics.client_disconnects.inc()
         await subscription.aclose()
+
+
+class CutAfter:
+    """Test-only fault (``SSECHAT_FAULT_CLOSE_AFTER_EVENTS``): the subscription ends
+    after ``events`` events, mid-answer, so the response closes as if a flaky network
+    dropped it. Wrapped around a subscription only when the switch is on, so it
+    costs nothing per event otherwise."""
+
+    def __init__(self, subscription: Subscription, events: int) -> None:
+        self._subscription = subscription
+        self._events = events
+
+    def __aiter__(self) -> AsyncIterator[Sequence[StreamEvent]]:
+        return self._batches()
+
+    async def _batches(self) -> AsyncIterator[Sequence[StreamEvent]]:
+        left = self._events
+        async for batch in self._subscription:
+            if batch and len(batch) >= left:
+                yield batch[:left]
+                logger.info("fault switch: closed the response after %d events", self._events)
+                return
+            left -= len(batch)
+            yield batch
+
+    async def aclose(self) -> None:
+        await self._subscription.aclose()
 
 
 class SSEResponse(Response):
@@ -164,12 +180,13 @@ def sse_response(
 ) -> SSEResponse:
     """``keepalive``: what an idle stream sends (a comment, or the dialect's own
     ping event, written without an id: it is not one of the stream's events)."""
+    if close_after_events:
+        subscription = CutAfter(subscription, close_after_events)
     return SSEResponse(
         _body(
             subscription,
             retry_ms=retry_ms,
             metrics=metrics,
-            close_after_events=close_after_events,
             hub_error_events=hub_error_events,
             keepalive=keepalive,
         ),

@@ -16,6 +16,12 @@ connections opened) / N, buffered finished streams included.
 
 ``python -m bench.many_streams --n 500,1000,2000 [--workers 2 --hub redis]``
 
+``--side-by-side floor,ssechat`` runs, for each N, the floor (a bare ASGI app
+pacing pre-built events of our answer: bench/baselines/floor.py) and ssechat
+(memory hub, one worker), back to back in alternating order, each pinned to
+core 0, and writes ssechat's ratios to the floor (CPU per event, p99
+lateness, KB per open stream); other names run them under Granian.
+
 ``--compare`` runs, for each N, one memory-hub worker (pinned to core 0) and
 two Redis-hub workers (both cores) back to back, in alternating order, and
 writes both with the ratio of their CPU per event (the redis-server's own
@@ -288,6 +294,56 @@ class RunResult:
     # The redis-server's CPU (not in the server figures above), per delivered event.
     redis_cpu_us_per_event: float = 0.0
     notes: list[str] = field(default_factory=list)
+    app: str = "ssechat"
+    server: str = "uvicorn"
+
+
+def payload_file(seed: int) -> Path:
+    """The data of our answer for ``seed`` (JSON list, ``[DONE]`` last), for the floor to
+    replay: captured once from a server of ours at full speed, then kept."""
+    from bench.throughput import post, sse_data
+
+    path = RESULTS / f"many_streams-payload-{seed}-{MAX_TOKENS}.json"
+    if path.exists():
+        return path
+    port = free_port()
+    command = [sys.executable, "-m", "backend", "--engine", "simulated", "--port", str(port)]
+    env = {"SSECHAT_SIM_TOKENS_PER_S": "0", "SSECHAT_SIM_FILL_MAX_TOKENS": "1"}
+    with Server("streams-payload", [*command, "--log-level", "warning"], port, env=env) as server:
+        body = json.loads(_request_bytes(port, seed).split(b"\r\n\r\n", 1)[1])
+        _, raw = post(server.base_url + PATH, body)
+    data = sse_data(raw)
+    if data[-1] != "[DONE]":
+        raise RuntimeError("our answer does not end with [DONE]")
+    write_json(path, data)
+    return path
+
+
+# What serves the load: ssechat (``python -m backend``), or the floor (a bare ASGI
+# app pacing pre-built events: bench/baselines/floor.py); under uvicorn, or Granian.
+APPS = ("ssechat", "floor")
+SERVERS = ("uvicorn", "granian")
+
+
+def _command(app: str, server: str, port: int) -> list[str]:
+    if server == "granian":
+        target = "backend.app:app_from_environment" if app == "ssechat" else _FLOOR_FACTORY
+        granian = str(Path(sys.executable).with_name("granian"))
+        return [
+            *(granian, "--interface", "asgi", "--factory", target),
+            *("--host", HOST, "--port", str(port), "--workers", "1"),
+            *("--loop", "uvloop", "--log-level", "warning", "--no-ws"),
+            # Concurrent requests per worker default to the backlog (1,024): every
+            # open stream is one, so lift it to uvicorn's connection cap.
+            *("--backpressure", "16384"),
+        ]
+    if app == "floor":
+        return [sys.executable, "-m", "bench.baselines.serve", "floor", "--port", str(port)]
+    command = [sys.executable, "-m", "backend", "--engine", "simulated", "--port", str(port)]
+    return [*command, "--log-level", "warning"]
+
+
+_FLOOR_FACTORY = "bench.baselines.floor:build_app"
 
 
 def run_one(
@@ -300,12 +356,20 @@ def run_one(
     hub: str = "memory",
     server_cpus: str = "0",
     backend_root: Path | None = None,
+    app: str = "ssechat",
+    server_kind: str = "uvicorn",
+    extra_env: dict[str, str] | None = None,
 ) -> RunResult:
     port = free_port()
     env = {"SSECHAT_SIM_TOKENS_PER_S": str(RATE), "SSECHAT_SIM_FILL_MAX_TOKENS": "1"}
+    if app == "floor":
+        env = {"BENCH_PAYLOAD_FILE": str(payload_file(seed)), "BENCH_RATE": str(RATE)}
+    elif server_kind == "granian":  # no command line of ours: settings from the environment
+        env["SSECHAT_ENGINE"] = "simulated"
+        env["SSECHAT_LOG_LEVEL"] = "warning"
+    env.update(extra_env or {})
     redis: subprocess.Popen[bytes] | None = None
-    command = [sys.executable, "-m", "backend", "--engine", "simulated", "--port", str(port)]
-    command += ["--log-level", "warning"]
+    command = _command(app, server_kind, port)
     if workers > 1 or hub == "redis":
         redis_port = free_port()
         redis = start_redis(redis_port)
@@ -407,6 +471,8 @@ def run_one(
         kb_per_stream_peak=(peak - rss_before) / 1024 / n,
         redis_cpu_us_per_event=redis_per_event * 1e6,
         notes=notes,
+        app=app,
+        server=server_kind,
     )
 
 
@@ -526,6 +592,80 @@ def compare(ns: list[int], *, ramp_s: float, repeat: int = 1) -> dict[str, Any]:
     return {"rate": RATE, "ramp_s": ramp_s, "rows": rows, "finished_at": time.time()}
 
 
+# What --side-by-side can name: (app, server, extra environment), one worker on core 0.
+SIDE_BY_SIDE: dict[str, tuple[str, str, dict[str, str]]] = {
+    "floor": ("floor", "uvicorn", {}),
+    "ssechat": ("ssechat", "uvicorn", {}),
+    "floor-granian": ("floor", "granian", {}),
+    "ssechat-granian": ("ssechat", "granian", {}),
+    # ssechat from --backend-root (e.g. an export of an earlier commit): before/after.
+    "ssechat-before": ("ssechat", "uvicorn", {}),
+    **{
+        f"ssechat-flush{ms}": ("ssechat", "uvicorn", {"SSECHAT_FLUSH_WINDOW_MS": str(ms)})
+        for ms in (20, 50, 100)
+    },
+}
+
+
+def side_by_side(
+    names: list[str],
+    ns: list[int],
+    *,
+    ramp_s: float,
+    repeat: int = 1,
+    backend_root: Path | None = None,
+) -> dict[str, Any]:
+    """The named configurations for each N, back to back (order rotating), with each one's
+    ratio to the first named: CPU per event, p99 lateness, KB per open stream."""
+    seed, tokens = longest_seed()
+    rows = []
+    for round_index in range(repeat):
+        for index, n in enumerate(ns):
+            shift = (index + round_index) % len(names)
+            runs: dict[str, dict[str, Any]] = {}
+            for name in names[shift:] + names[:shift]:
+                app, server_kind, extra_env = SIDE_BY_SIDE[name]
+                result = run_one(
+                    n,
+                    seed=seed,
+                    tokens=tokens,
+                    ramp_s=ramp_s,
+                    app=app,
+                    server_kind=server_kind,
+                    extra_env=extra_env,
+                    backend_root=backend_root if name == "ssechat-before" else None,
+                )
+                late = result.client["lateness_ms"]
+                logger.info(
+                    "N=%d %s: p50 %.1f ms p99 %.1f ms, %.1f us cpu/event, %.1f KB/open stream, "
+                    "run-queue wait %.0f%%, completed %d",
+                    n,
+                    name,
+                    late["p50"],
+                    late["p99"],
+                    result.server_cpu_us_per_event,
+                    result.kb_per_open_stream,
+                    result.server_wait_percent,
+                    result.client["completed"],
+                )
+                runs[name] = asdict(result)
+            base = runs[names[0]]
+            ratios = {
+                name: {
+                    "cpu_per_event": run["server_cpu_us_per_event"]
+                    / base["server_cpu_us_per_event"],
+                    "p99": run["client"]["lateness_ms"]["p99"]
+                    / base["client"]["lateness_ms"]["p99"],
+                    "kb_per_open_stream": run["kb_per_open_stream"] / base["kb_per_open_stream"],
+                }
+                for name, run in runs.items()
+                if name != names[0]
+            }
+            rows.append({"n": n, "round": round_index, "runs": runs, "ratio": ratios})
+            logger.info("N=%d: against %s: %s", n, names[0], ratios)
+    return {"rate": RATE, "ramp_s": ramp_s, "rows": rows, "finished_at": time.time()}
+
+
 def _carries(
     n: int, config: tuple[int, str, str], tried: list[dict[str, Any]], **options: Any
 ) -> bool:
@@ -585,6 +725,12 @@ def main() -> None:
         metavar="N",
         help="find the streams each carries at p99 < 50 ms, starting from N",
     )
+    parser.add_argument(
+        "--side-by-side",
+        metavar="NAMES",
+        help="comma-separated configurations run back to back for each N, ratios to the "
+        f"first: {', '.join(SIDE_BY_SIDE)} (e.g. floor,ssechat)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.command == "client":
@@ -597,6 +743,17 @@ def main() -> None:
             args.out or RESULTS / "many_streams-capacity.json",
             capacity(args.capacity, ramp_s=args.ramp),
         )
+        return
+    if args.side_by_side:
+        names = [name for name in args.side_by_side.split(",") if name]
+        unknown = [name for name in names if name not in SIDE_BY_SIDE]
+        if unknown or len(names) < 2:
+            parser.error(f"--side-by-side: two or more of {', '.join(SIDE_BY_SIDE)}")
+        if "ssechat-before" in names and args.backend_root is None:
+            parser.error("--side-by-side ssechat-before: name the tree with --backend-root")
+        root = args.backend_root.resolve() if args.backend_root else None
+        result = side_by_side(names, ns, ramp_s=args.ramp, repeat=args.repeat, backend_root=root)
+        write_json(args.out or RESULTS / f"many_streams-{'-vs-'.join(names)}.json", result)
         return
     if args.compare:
         result = compare(ns, ramp_s=args.ramp, repeat=args.repeat)

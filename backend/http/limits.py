@@ -17,7 +17,15 @@ class BodyTooLarge(HTTPException):
 
 
 class BodySizeLimit:
-    """413 from ``Content-Length`` alone when it is declared, else while counting chunks."""
+    """413 from ``Content-Length`` alone when it is declared, else while counting chunks.
+
+    A body framed by a ``Content-Length`` within the limit (or, in HTTP/1, a
+    request with neither ``Content-Length`` nor ``Transfer-Encoding``: no
+    body) cannot grow past it, since the server hands the app exactly that
+    many bytes: then ``receive`` and ``send`` go to the app untouched, so a
+    streamed response pays no wrapper on each of its writes. Only the other
+    bodies (chunked, or HTTP/2 without a length) are counted as they arrive.
+    """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -28,15 +36,30 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         limit = self.max_body_bytes
+        declared: int | None = None
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
-                    declared = int(value)
+                    length = int(value)
                 except ValueError:
-                    declared = -1
-                if declared > limit:
+                    length = -1
+                if length > limit:
                     await _reject(send, scope["path"], limit)
                     return
+                # Sent twice: the server's framing, not ours to trust; count instead.
+                declared = length if declared is None else -1
+            elif name == b"transfer-encoding":
+                chunked = True
+        framed = declared is not None and declared >= 0
+        no_body = declared is None and scope.get("http_version") in ("1.0", "1.1")
+        if not chunked and (framed or no_body):
+            await self.app(scope, receive, send)
+            return
+        await self._counted(scope, receive, send)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.max_body_bytes
         received = 0
         response_started = False
 

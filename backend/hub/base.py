@@ -28,6 +28,7 @@ class HubBounds(TypedDict):
     resume_grace_s: float
     max_streams: int
     max_buffered_bytes: int
+    flush_window_s: float
 
 
 def hub_bounds(settings: Settings) -> HubBounds:
@@ -37,6 +38,7 @@ def hub_bounds(settings: Settings) -> HubBounds:
         resume_grace_s=settings.resume_grace_s,
         max_streams=settings.max_streams,
         max_buffered_bytes=settings.max_buffered_bytes,
+        flush_window_s=settings.flush_window_ms / 1000,
     )
 
 

@@ -54,6 +54,7 @@ class MemoryHub:
         max_streams: int,
         max_buffered_bytes: int,
         on_end: Callable[[EndReason], None] | None = None,
+        flush_window_s: float = 0.0,
     ) -> None:
         self.keepalive_s = keepalive_s
         self._ttl_s = stream_ttl_s
@@ -67,7 +68,7 @@ class MemoryHub:
         self._buffered_bytes = 0
         # Bytes held by the streams the bound is ending (evicted once they have).
         self._ending_bytes = 0
-        self._ticker = Ticker(keepalive_s)
+        self._ticker = Ticker(keepalive_s, flush_window_s)
         self._runner: Runner[_Stream] = Runner(
             on_append=self._appended, on_finish=self._finished_run, on_end=on_end
         )

@@ -1,6 +1,6 @@
 """Serve a uvicorn baseline with exactly the uvicorn settings ``python -m backend`` uses.
 
-``python -m bench.baselines.serve raw|sse_starlette|fastapi --port P``
+``python -m bench.baselines.serve floor|raw|sse_starlette|fastapi --port P``
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import uvicorn
 
 _APPS = {
+    "floor": "bench.baselines.floor:build_app",
     "raw": "bench.baselines.raw_starlette:build_app",
     "sse_starlette": "bench.baselines.sse_starlette_app:build_app",
     "fastapi": "bench.baselines.fastapi_sse:build_app",

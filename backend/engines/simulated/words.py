@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import sys
 
 from backend.engines.base import GenerationRequest
 
@@ -89,17 +90,20 @@ def simulated_tokens(request: GenerationRequest, min_tokens: int = 0) -> list[st
 
     4 to 9 sentences, then more until there are at least ``min_tokens`` tokens.
     The sentences come from one seeded generator, so a longer answer starts
-    with exactly the text of the shorter one.
+    with exactly the text of the shorter one. The tokens are interned: they
+    come from a small fixed vocabulary, so every answer shares its token
+    strings (as a model shares its tokenizer's) and an open stream holds
+    only its list of them.
     """
     rng = random.Random(request_seed(request))
-    tokens = split_words(rng.choice(_OPENERS))
+    tokens = [sys.intern(token) for token in split_words(rng.choice(_OPENERS))]
     natural = rng.randint(4, 9)
     index = 1
     while index <= natural or len(tokens) < min_tokens:
         sentence = f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}"
         words = split_words(sentence[0].upper() + sentence[1:] + rng.choice(_TAILS))
         words[0] = ("\n\n" if index % 3 == 0 else " ") + words[0]
-        tokens.extend(words)
+        tokens.extend(sys.intern(word) for word in words)
         index += 1
     return tokens
 

@@ -65,6 +65,7 @@ class RedisHub:
         max_streams: int,
         max_buffered_bytes: int,
         on_end: Callable[[EndReason], None] | None = None,
+        flush_window_s: float = 0.0,
         key_prefix: str = "ssechat",
     ) -> None:
         self.keepalive_s = keepalive_s
@@ -87,7 +88,7 @@ class RedisHub:
             redis_url, self.worker_id, socket_timeout=keepalive_s + COMMAND_TIMEOUT_S
         )
         self._owned: dict[str, Owned] = {}
-        self._ticker = Ticker(keepalive_s)
+        self._ticker = Ticker(keepalive_s, flush_window_s)
         self._writer = Writer(
             self._writer_client,
             self._scripts.append,

@@ -146,6 +146,16 @@ async def test_plain_answer_is_the_word_generators_text_and_deterministic() -> N
     assert await run(plain) == deltas
 
 
+def test_answers_share_their_token_strings() -> None:
+    """An open stream holds its answer's list, not a copy of every token's text."""
+    first = simulated_tokens(request(seed=1), 200)
+    second = simulated_tokens(request(seed=2), 200)
+    shared = {token for token in first if token in second}
+    assert shared
+    by_text = {token: token for token in second}
+    assert all(by_text[token] is token for token in first if token in shared)
+
+
 async def test_a_straddling_stop_leaks_none_of_its_characters() -> None:
     """ ". A" arrives as "…." then " A…": the first token must not leak its period."""
     for seed in range(40):
