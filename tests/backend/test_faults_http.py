@@ -231,15 +231,23 @@ async def test_a_reader_that_never_reads_costs_bounded_memory(setup: Setup) -> N
                 results = await asyncio.gather(*(read_whole(http) for _ in range(3)))
                 assert all(ids == expected_ids for ids in results)
             during = rss_bytes(pid)
+            stored = metric(base_url, "ssechat_hub_buffered_bytes")
             # they really are stuck: their responses are still open on the server
             assert metric(base_url, "ssechat_streams_active") >= len(stuck)
         finally:
             for sock in stuck:
                 sock.close()
     stream_bytes = FIREHOSE_CHUNKS * FIREHOSE_CHARS
-    # Each stuck reader holds at most its own stream (stored once) and one
-    # encoded batch of it; nothing grows per event or per reader beyond that.
-    assert during - baseline < len(stuck) * 2 * stream_bytes + 32 * 2**20, (baseline, during)
+    # The hub stores each stream once (the stuck ones as far as they have come, and
+    # finished ones until they expire: both depend on timing, so it is read, not
+    # assumed); each stuck reader holds at most one encoded batch of its stream on
+    # top. Nothing grows per event or per reader beyond that.
+    assert stored <= (len(stuck) + 6) * stream_bytes * 1.1  # at most every stream of the test
+    # The slack is the allocator's high-water mark: the readers that finished had
+    # their streams' multi-megabyte strings alive at once (upstream body, stored
+    # text, encoded batch), and freed heap is not handed back to the kernel.
+    bound = stored + len(stuck) * stream_bytes + 48 * 2**20
+    assert during - baseline < bound, (baseline, during, stored)
 
     # the server notices them go (their responses close), and their streams
     # expire like any other (stream_ttl_s = 1)
