@@ -20,6 +20,10 @@ ends with neither finish_reason nor [DONE]  ``upstream_incomplete``
 (Responses) ends before a terminal event    ``upstream_incomplete``
 ==========================================  =========================
 
+Every one is an ``upstream_error`` (502 before streaming), except an upstream's
+400, 413 and 422: it refused the request itself, so they are the client's
+``invalid_request_error`` (400).
+
 The upstream API key is sent only in the ``Authorization`` header and is
 scrubbed from every message built here (some upstreams echo a wrong key back
 in their 401 body).
@@ -44,8 +48,16 @@ class UpstreamError(EngineError):
     """An upstream fault; ``status`` is the upstream's HTTP status when it sent one."""
 
     def __init__(self, message: str, *, code: str, status: int | None = None) -> None:
-        super().__init__(message, error_type=ERROR_TYPE, code=code)
+        # An upstream that refuses the request itself (400, 413, 422: e.g. a field
+        # relayed to it that it does not take, a prompt past its context) says the
+        # client's request is bad: an invalid_request_error (a 400 before streaming),
+        # not a gateway fault that SDKs would retry as a 5xx.
+        error_type = "invalid_request_error" if status in _REFUSED else ERROR_TYPE
+        super().__init__(message, error_type=error_type, code=code)
         self.status = status
+
+
+_REFUSED: Final = frozenset({400, 413, 422})
 
 
 class Faults:

@@ -188,8 +188,9 @@ def test_fields_the_gateway_does_not_know_reach_the_upstream(
     # The gateway relays the field; this upstream (ssechat) refuses it by name.
     with httpx.Client(base_url=urls[1], timeout=30) as http:
         reply = http.post("/v1/responses", json={"model": SIMULATED, "input": "x", "x_unknown": 1})
-        assert reply.status_code == 502
+        assert reply.status_code == 400  # the client's request, refused: not retried as a 5xx
         assert reply.json()["error"]["code"] == "upstream_bad_request"
+        assert reply.json()["error"]["type"] == "invalid_request_error"
         assert "Unknown parameter: 'x_unknown'" in reply.json()["error"]["message"]
         # Streamed: an error event, then response.failed, numbered like the rest.
         body = {"model": SIMULATED, "input": "x", "x_unknown": 1, "stream": True}

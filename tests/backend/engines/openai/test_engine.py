@@ -195,6 +195,8 @@ async def test_upstream_http_error_carries_status_and_message(
     assert error.status == status
     assert f"HTTP {status}" in error.message
     assert detail in error.message
+    # Only a refusal of the request itself is the client's error; the rest, the gateway's.
+    assert error.error_type == ("invalid_request_error" if status == 422 else "upstream_error")
 
 
 async def test_wrong_api_key_never_appears_in_error_or_logs(
