@@ -11,7 +11,7 @@ import pytest
 from backend.app import create_app
 from tests.servers import serve_app
 from tests.ui.conftest import backend_settings
-from tests.ui.helpers import cancelled_by_request, reference_text
+from tests.ui.helpers import cancelled_by_request, poll, reference_text
 from ui.client import Answer, BackendUnreachableError, ChatRequest, Delta, StreamEventError
 from ui.streamlit_support.embedded import start_backend
 from ui.streamlit_support.sync_client import SyncChatClient
@@ -133,6 +133,18 @@ def test_in_band_error_keeps_the_partial_answer(client: SyncChatClient) -> None:
     assert stream.error is not None
     assert stream.answer is not None
     assert stream.answer.text == "".join(pieces) != ""
+
+
+def test_a_backlog_right_before_an_error_is_still_shown(client: SyncChatClient) -> None:
+    stream = client.stream(ChatRequest(messages=QUESTION, model="failing", max_tokens=20))
+    # Read nothing until all of it, error included, has arrived: texts() then
+    # starts on a backlog that ends in the error.
+    poll(lambda: stream.done, until=bool)
+    pieces: list[str] = []
+    with pytest.raises(StreamEventError):
+        pieces.extend(stream.texts())
+    assert stream.answer is not None
+    assert pieces == [stream.answer.text] != [""]
 
 
 def test_unreachable_backend_is_a_clear_error() -> None:

@@ -241,14 +241,21 @@ class SyncChatStream:
         than the stream), so a UI makes one update where it would make many.
         """
         pending: list[str] = []
-        for item in self.items(on_idle):
-            if isinstance(item, Delta):
-                pending.append(item.text)
-                if not self._items.empty():
-                    continue
+        try:
+            for item in self.items(on_idle):
+                if isinstance(item, Delta):
+                    pending.append(item.text)
+                    if not self._items.empty():
+                        continue
+                if pending:
+                    yield "".join(pending)
+                    pending.clear()
+        except Exception:
+            # The stream failed right behind a backlog: what came before the
+            # failure is still the answer's, so it is shown before the error.
             if pending:
                 yield "".join(pending)
-                pending.clear()
+            raise
 
     def _fail(self, exc: BaseException) -> NoReturn:
         self._ended = True
