@@ -25,6 +25,14 @@ adds, per connection, before any ASGI code runs:
 
 Pipelined requests are counted from the read after the previous message
 ends, so a pipelined header may take up to one read (256 KiB) more.
+
+Memory per connection: our state lives in slots, not in the instance dict.
+uvicorn's protocol sets 28 attributes; CPython shares a class's dict keys
+between its instances only up to 30 of them, so past that every
+connection's dict becomes a private table several times the size. uvicorn's
+two per-connection ``asyncio.Event`` objects (the request's message event, the
+write flow control) each allocate a ``deque`` block for their waiters; ours
+keep the waiters in a list, which is empty until something waits.
 """
 
 from __future__ import annotations
@@ -79,8 +87,32 @@ async def _over_capacity(scope: Scope, _receive: Receive, send: Send) -> None:
     )
 
 
+class _LeanEvent(asyncio.Event):
+    """An ``asyncio.Event`` whose waiters are a list: ``Event`` only appends, removes
+    and iterates them, and an empty list costs no block, where a deque costs one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiters: list[asyncio.Future[bool]] = []  # type: ignore[assignment]
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` with header-size, header-timeout and body-rate limits."""
+
+    __slots__ = (
+        "_body_bytes",
+        "_body_last",
+        "_body_since",
+        "_body_timer",
+        "_head_bytes",
+        "_head_timer",
+        "_heads_done",
+        "_in_head",
+        "_lingering",
+        "_message_begun",
+        "capacity",
+        "limits",
+    )
 
     def __init__(
         self,
@@ -108,6 +140,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     # -- connection -----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        lean = _LeanEvent()
+        lean.set()
+        self.flow._is_writable_event = lean
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -150,6 +185,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._heads_done += 1
         self._in_head = False
         self._cancel_head_timer()
+        cycle = self.cycle
         cap = self.capacity
         if cap is not None and (len(self.connections) >= cap or len(self.tasks) >= cap):
             self.logger.warning("Exceeded concurrency limit.")
@@ -160,6 +196,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 self.app = app
         else:
             super().on_headers_complete()
+        if self.cycle is not cycle:
+            # A new request's cycle (not an upgrade): its task has not run yet, so
+            # nothing waits on the event this replaces.
+            self.cycle.message_event = _LeanEvent()
         upgrading = self.parser.should_upgrade() and self._should_upgrade()
         if not upgrading and self.limits.body_timeout_s > 0:
             now = self.loop.time()
