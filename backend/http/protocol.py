@@ -46,6 +46,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from backend.http.disconnect import DISCONNECT_EXTENSION, DisconnectSignal
 from backend.http.replies import error_json, raw_response, send_error
 
 __all__ = ["GuardedHttpProtocol", "HttpLimits", "ServerConfig"]
@@ -149,6 +150,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         self._cancel_body_timer()
         super().connection_lost(exc)
+        self._tell_disconnected()
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
@@ -200,6 +202,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             # A new request's cycle (not an upgrade): its task has not run yet, so
             # nothing waits on the event this replaces.
             self.cycle.message_event = _LeanEvent()
+            extensions: dict[str, Any] = {DISCONNECT_EXTENSION: DisconnectSignal(self.flow)}
+            self.cycle.scope["extensions"] = extensions
         upgrading = self.parser.should_upgrade() and self._should_upgrade()
         if not upgrading and self.limits.body_timeout_s > 0:
             now = self.loop.time()
@@ -307,9 +311,21 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             # The app sees http.disconnect now, and its own sends go nowhere.
             cycle.disconnected = True
             cycle.message_event.set()
+            self._tell_disconnected()
         self.transport.close()
 
     # -- helpers --------------------------------------------------------------------------------
+    def _tell_disconnected(self) -> None:
+        """Fire the request's ``DisconnectSignal`` wherever uvicorn's ``receive`` would
+        now say ``http.disconnect``."""
+        cycle = self.cycle
+        if cycle is None or not cycle.disconnected:
+            return
+        extensions = cycle.scope.get("extensions")
+        signal = extensions.get(DISCONNECT_EXTENSION) if extensions else None
+        if isinstance(signal, DisconnectSignal):
+            signal.fire()
+
     def _may_answer(self) -> bool:
         """No response of an earlier request is still being written on this connection."""
         return self.cycle is None or self.cycle.response_complete
