@@ -28,11 +28,12 @@ ends, so a pipelined header may take up to one read (256 KiB) more.
 
 Memory per connection: our state lives in slots, not in the instance dict.
 uvicorn's protocol sets 28 attributes; CPython shares a class's dict keys
-between its instances only up to 30 of them, so past that every
+between its instances only while they hold fewer than 30, so past that every
 connection's dict becomes a private table several times the size. uvicorn's
 two per-connection ``asyncio.Event`` objects (the request's message event, the
-write flow control) each allocate a ``deque`` block for their waiters; ours
-keep the waiters in a list, which is empty until something waits.
+write flow control) each allocate a ``deque`` block for their waiters, and
+its queue of pipelined requests one more; ours are lists, which take no
+memory for items until something is in them.
 """
 
 from __future__ import annotations
@@ -97,6 +98,15 @@ class _LeanEvent(asyncio.Event):
         self._waiters: list[asyncio.Future[bool]] = []  # type: ignore[assignment]
 
 
+class _Pipeline(list[Any]):
+    """uvicorn's queue of pipelined requests as a list: uvicorn only calls
+    ``appendleft`` and ``pop`` (first in, first out) and tests it for emptiness,
+    and an empty list costs no block, where a deque costs one per connection."""
+
+    def appendleft(self, item: Any) -> None:
+        self.insert(0, item)
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` with header-size, header-timeout and body-rate limits."""
 
@@ -123,6 +133,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        self.pipeline = _Pipeline()  # type: ignore[assignment]
         self.limits = config.http_limits if isinstance(config, ServerConfig) else HttpLimits()
         # Our own check in on_headers_complete, so the 503 is a JSON error.
         self.capacity = self.limit_concurrency
