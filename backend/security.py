@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from functools import lru_cache
 
 from fastapi import Request
@@ -136,10 +136,11 @@ class APIKeyAuth:
         self.api_keys = tuple(api_keys)
         self.open_docs = open_docs
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine itself: it returns the app's (or the refusal's), so an
+        # open stream holds no frame of this layer for its whole life.
         if scope["type"] != "http" or not self.api_keys:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         path: str = scope["path"]
         root_path: str = scope.get("root_path", "")
         if root_path and path.startswith(root_path):
@@ -154,7 +155,7 @@ class APIKeyAuth:
             try:
                 owner_for_header(authorization, self.api_keys, x_api_key)
             except APIError as error:
-                await send_error(
+                return send_error(
                     send,
                     path,
                     error.status_code,
@@ -163,5 +164,4 @@ class APIKeyAuth:
                     error.code,
                     headers=error.headers,
                 )
-                return
-        await self.app(scope, receive, send)
+        return self.app(scope, receive, send)

@@ -3,8 +3,9 @@
 Neither ``fastapi.sse`` (which pays per event for its keep-alive machinery)
 nor Starlette's ``StreamingResponse`` (an anyio task group and two tasks per
 response, to race the body against ``http.disconnect``): ``SSEResponse`` is a
-plain ASGI response that writes the body in the request's own task, with one
-small task waiting for the disconnect. Keep-alive is the hub handing us an
+plain ASGI response that writes the body in the request's own task, told
+of the disconnect by a callback from our protocol (or, under another server,
+by one small task waiting on ``receive``). Keep-alive is the hub handing us an
 empty batch after ``keepalive_s`` of silence, so a busy stream pays nothing
 for it, and a burst of ready events goes out as one write. On disconnect the
 body is cancelled at its current ``await``, and a flag is checked after
@@ -22,6 +23,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Se
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from backend.http.disconnect import on_disconnect
 from backend.hub.base import Event, HubError, StreamEvent, Subscription
 from backend.metrics import Metrics
 from backend.sse import KEEPALIVE_COMMENT, encode_batch, encode_event
@@ -119,14 +121,12 @@ class SSEResponse(Response):
         assert writer is not None
         left = False  # the client is gone
 
-        async def watch_for_disconnect() -> None:
+        def client_left() -> None:
             nonlocal left
-            while (await receive())["type"] != "http.disconnect":
-                pass
             left = True
             writer.cancel()
 
-        watcher = asyncio.create_task(watch_for_disconnect())
+        stop_watching = on_disconnect(scope, receive, client_left)
         body = self._body_iterator
         try:
             # The headers wait for the first chunk: a resume with nothing left to
@@ -134,12 +134,13 @@ class SSEResponse(Response):
             # is answered 204, the spec's "stop reconnecting" for EventSource.
             first = await anext(body, None)
             if first is None:
-                watcher.cancel()
+                stop_watching()
                 await send({"type": "http.response.start", "status": 204, "headers": []})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             await send({"type": "http.response.body", "body": first, "more_body": True})
+            del first  # not held for the stream's whole life
             async for chunk in body:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 # The cancellation can be swallowed where it lands (asyncio.wait_for
@@ -151,7 +152,7 @@ class SSEResponse(Response):
                 if left:
                     break
             else:
-                watcher.cancel()
+                stop_watching()
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             # Ours (the client left) is a normal end for an SSE response; one from
@@ -160,7 +161,7 @@ class SSEResponse(Response):
                 raise
             writer.uncancel()
         finally:
-            watcher.cancel()
+            stop_watching()
             if left and writer.cancelling():  # ours was swallowed on the way: drop it
                 writer.uncancel()
             await body.aclose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,10 +33,11 @@ class BodySizeLimit:
         self.app = app
         self.max_body_bytes = max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine itself: it returns the app's (or the refusal's), so an
+        # open stream holds no frame of this layer for its whole life.
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         limit = self.max_body_bytes
         declared: int | None = None
         chunked = False
@@ -45,8 +48,7 @@ class BodySizeLimit:
                 except ValueError:
                     length = -1
                 if length > limit:
-                    await _reject(send, scope["path"], limit)
-                    return
+                    return _reject(send, scope["path"], limit)
                 # Sent twice: the server's framing, not ours to trust; count instead.
                 declared = length if declared is None else -1
             elif name == b"transfer-encoding":
@@ -54,9 +56,8 @@ class BodySizeLimit:
         framed = declared is not None and declared >= 0
         no_body = declared is None and scope.get("http_version") in ("1.0", "1.1")
         if not chunked and (framed or no_body):
-            await self.app(scope, receive, send)
-            return
-        await self._counted(scope, receive, send)
+            return self.app(scope, receive, send)
+        return self._counted(scope, receive, send)
 
     async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.max_body_bytes

@@ -25,6 +25,15 @@ adds, per connection, before any ASGI code runs:
 
 Pipelined requests are counted from the read after the previous message
 ends, so a pipelined header may take up to one read (256 KiB) more.
+
+Memory per connection: our state lives in slots, not in the instance dict.
+uvicorn's protocol sets 28 attributes; CPython shares a class's dict keys
+between its instances only while they hold fewer than 30, so past that every
+connection's dict becomes a private table several times the size. uvicorn's
+two per-connection ``asyncio.Event`` objects (the request's message event, the
+write flow control) each allocate a ``deque`` block for their waiters, and
+its queue of pipelined requests one more; ours are lists, which take no
+memory for items until something is in them.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from backend.http.disconnect import DISCONNECT_EXTENSION, DisconnectSignal
 from backend.http.replies import error_json, raw_response, send_error
 
 __all__ = ["GuardedHttpProtocol", "HttpLimits", "ServerConfig"]
@@ -79,8 +89,41 @@ async def _over_capacity(scope: Scope, _receive: Receive, send: Send) -> None:
     )
 
 
+class _LeanEvent(asyncio.Event):
+    """An ``asyncio.Event`` whose waiters are a list: ``Event`` only appends, removes
+    and iterates them, and an empty list costs no block, where a deque costs one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiters: list[asyncio.Future[bool]] = []  # type: ignore[assignment]
+
+
+class _Pipeline(list[Any]):
+    """uvicorn's queue of pipelined requests as a list: uvicorn only calls
+    ``appendleft`` and ``pop`` (first in, first out) and tests it for emptiness,
+    and an empty list costs no block, where a deque costs one per connection."""
+
+    def appendleft(self, item: Any) -> None:
+        self.insert(0, item)
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` with header-size, header-timeout and body-rate limits."""
+
+    __slots__ = (
+        "_body_bytes",
+        "_body_last",
+        "_body_since",
+        "_body_timer",
+        "_head_bytes",
+        "_head_timer",
+        "_heads_done",
+        "_in_head",
+        "_lingering",
+        "_message_begun",
+        "capacity",
+        "limits",
+    )
 
     def __init__(
         self,
@@ -90,6 +133,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        self.pipeline = _Pipeline()  # type: ignore[assignment]
         self.limits = config.http_limits if isinstance(config, ServerConfig) else HttpLimits()
         # Our own check in on_headers_complete, so the 503 is a JSON error.
         self.capacity = self.limit_concurrency
@@ -108,12 +152,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     # -- connection -----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        lean = _LeanEvent()
+        lean.set()
+        self.flow._is_writable_event = lean
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
         self._cancel_body_timer()
         super().connection_lost(exc)
+        self._tell_disconnected()
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
@@ -150,6 +198,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._heads_done += 1
         self._in_head = False
         self._cancel_head_timer()
+        cycle = self.cycle
         cap = self.capacity
         if cap is not None and (len(self.connections) >= cap or len(self.tasks) >= cap):
             self.logger.warning("Exceeded concurrency limit.")
@@ -160,6 +209,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 self.app = app
         else:
             super().on_headers_complete()
+        if self.cycle is not cycle:
+            # A new request's cycle (not an upgrade): its task has not run yet, so
+            # nothing waits on the event this replaces.
+            self.cycle.message_event = _LeanEvent()
+            extensions: dict[str, Any] = {DISCONNECT_EXTENSION: DisconnectSignal(self.flow)}
+            self.cycle.scope["extensions"] = extensions
         upgrading = self.parser.should_upgrade() and self._should_upgrade()
         if not upgrading and self.limits.body_timeout_s > 0:
             now = self.loop.time()
@@ -267,9 +322,21 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             # The app sees http.disconnect now, and its own sends go nowhere.
             cycle.disconnected = True
             cycle.message_event.set()
+            self._tell_disconnected()
         self.transport.close()
 
     # -- helpers --------------------------------------------------------------------------------
+    def _tell_disconnected(self) -> None:
+        """Fire the request's ``DisconnectSignal`` wherever uvicorn's ``receive`` would
+        now say ``http.disconnect``."""
+        cycle = self.cycle
+        if cycle is None or not cycle.disconnected:
+            return
+        extensions = cycle.scope.get("extensions")
+        signal = extensions.get(DISCONNECT_EXTENSION) if extensions else None
+        if isinstance(signal, DisconnectSignal):
+            signal.fire()
+
     def _may_answer(self) -> bool:
         """No response of an earlier request is still being written on this connection."""
         return self.cycle is None or self.cycle.response_complete

@@ -8,6 +8,7 @@ normal stream on the same server goes on), trickled and stalled bodies
 
 from __future__ import annotations
 
+import asyncio
 import json
 import select
 import socket
@@ -18,7 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from uvicorn.server import ServerState
 
+from backend.http.protocol import GuardedHttpProtocol, HttpLimits, ServerConfig
 from tests.backend.http.raw import (
     connect,
     read_one,
@@ -243,3 +246,23 @@ def test_workers_serve_through_the_same_guarded_protocol(redis_url: str) -> None
     with backend_process({"SSECHAT_ENGINE": "simulated"}, args) as server:
         for _ in range(4):  # whichever worker accepts
             assert status_of(bomb(server.url, 1 << 20, "/healthz")) == 431
+
+
+async def _no_app(scope: object, receive: object, send: object) -> None:
+    raise AssertionError("not called")
+
+
+def test_the_protocol_keeps_its_instance_dict_shared() -> None:
+    # CPython shares one key table between a class's instance dicts only while
+    # they hold fewer than 30 keys; past that every connection pays for a
+    # private table, so our own state lives in slots.
+    config = ServerConfig(_no_app, limits=HttpLimits())
+    config.load()
+    loop = asyncio.new_event_loop()
+    try:
+        protocol = GuardedHttpProtocol(config, ServerState(), {}, loop)
+        protocol.on_message_begin()
+        assert len(vars(protocol)) < 30
+        assert protocol.limits == HttpLimits()
+    finally:
+        loop.close()

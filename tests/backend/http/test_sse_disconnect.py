@@ -7,7 +7,8 @@ the client is gone uvicorn's ``send`` is a silent no-op, so nothing else
 would stop the body. These subscriptions swallow cancellations on purpose;
 the response must still end and detach (``aclose``), which is what frees
 the generation: at its next send at the latest, which the hub's keep-alive
-bounds. Served by uvicorn on a real socket.
+bounds. Served by uvicorn on a real socket, through its own protocol (the
+response watches ``receive``) and through ours (the protocol calls back).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from backend.http.protocol import GuardedHttpProtocol
 from backend.hub.base import HubError, StreamEvent
 from backend.metrics import Metrics
 from backend.streaming import sse_response
@@ -88,11 +90,12 @@ def app_for(subscription: SwallowingSubscription) -> Any:
         pytest.param(0.01, True, False, id="flowing-every-cancel-swallowed"),
     ],
 )
+@pytest.mark.parametrize("http", ["httptools", GuardedHttpProtocol], ids=["uvicorn", "guarded"])
 def test_a_departed_client_s_response_ends_however_the_cancel_lands(
-    wait_s: float, swallow_all: bool, keepalive: bool
+    wait_s: float, swallow_all: bool, keepalive: bool, http: object
 ) -> None:
     subscription = SwallowingSubscription(wait_s, swallow_all=swallow_all, keepalive=keepalive)
-    with serve_app(app_for(subscription), lifespan="off") as base_url:
+    with serve_app(app_for(subscription), lifespan="off", http=http) as base_url:
         sock = connect(base_url)
         sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
         received = b""
