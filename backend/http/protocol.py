@@ -213,8 +213,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             # A new request's cycle (not an upgrade): its task has not run yet, so
             # nothing waits on the event this replaces.
             self.cycle.message_event = _LeanEvent()
-            extensions: dict[str, Any] = {DISCONNECT_EXTENSION: DisconnectSignal(self.flow)}
-            self.cycle.scope["extensions"] = extensions
+            # Added to whatever extensions the server declared (none in the uvicorn
+            # versions we run on, but the spec allows them).
+            extensions: dict[str, Any] = self.cycle.scope.setdefault("extensions", {})
+            extensions[DISCONNECT_EXTENSION] = DisconnectSignal(self.flow)
         upgrading = self.parser.should_upgrade() and self._should_upgrade()
         if not upgrading and self.limits.body_timeout_s > 0:
             now = self.loop.time()
