@@ -98,7 +98,9 @@ class _IdleStream(asyncio.Protocol):
             self.connected.set_exception(exc or ConnectionError("closed before connected"))
 
 
-def _request_bytes(port: int) -> bytes:
+def idle_request(port: int) -> bytes:
+    """A short streaming request; on a server whose simulated engine is set very slow
+    (``SSECHAT_SIM_TOKENS_PER_S``) it stays open and idle."""
     body = json.dumps(
         {
             "model": "ssechat-simulated",
@@ -116,7 +118,7 @@ def _request_bytes(port: int) -> bytes:
 
 async def _client(port: int, n: int, ramp_s: float, hold_s: float, keepalive_s: float) -> Any:
     loop = asyncio.get_running_loop()
-    request = _request_bytes(port)
+    request = idle_request(port)
     opened = asyncio.Event()
     counter = [0, n]
     streams = [_IdleStream(request, opened, counter) for _ in range(n)]

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import collections
 import gc
-import json
 import logging
 import os
 import pickle
@@ -35,7 +34,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench.many_streams import PATH
+from bench.idle_streams import idle_request
 from bench.support import HOST, RESULTS, Server, free_port, write_json
 
 logger = logging.getLogger("bench.stream_memory")
@@ -64,22 +63,6 @@ def server_main(out: Path, argv: list[str]) -> None:
 # -- the orchestrator -----------------------------------------------------------------------
 
 
-def _request(port: int) -> bytes:
-    body = json.dumps(
-        {
-            "model": "ssechat-simulated",
-            "messages": [{"role": "user", "content": "Wait with me."}],
-            "stream": True,
-            "max_tokens": 4,
-        }
-    ).encode()
-    head = (
-        f"POST {PATH} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
-        f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
-
-
 def _snapshot(pid: int, out: Path) -> tuple[tracemalloc.Snapshot, collections.Counter[str]]:
     out.unlink(missing_ok=True)
     os.kill(pid, signal.SIGUSR1)
@@ -104,7 +87,7 @@ def _where(traceback: tracemalloc.Traceback) -> tuple[str, str]:
 
 
 async def _open_streams(port: int, n: int) -> list[asyncio.StreamWriter]:
-    request = _request(port)
+    request = idle_request(port)
 
     async def one() -> asyncio.StreamWriter:
         reader, writer = await asyncio.open_connection(HOST, port)
