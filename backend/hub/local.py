@@ -108,13 +108,16 @@ class Ticker:
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while self._due:
             await asyncio.sleep(self._period)
             now = loop.time()
             due = [stream for stream, at in self._due.items() if at <= now]
             for stream in due:
                 del self._due[stream]
                 stream.wake()
+        # No reader waits: the next one to wait starts a ticker again (watch), so an
+        # idle hub holds no task for it.
+        self._task = None
 
     def close(self) -> None:
         if self._task is not None:

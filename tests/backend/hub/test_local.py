@@ -113,3 +113,31 @@ async def test_a_flush_window_gathers_a_fast_streams_events_into_fewer_writes() 
 async def test_a_flush_window_leaves_a_slow_stream_alone() -> None:
     sizes, _ = await _batch_sizes(0.01, 5, 0.05)
     assert sizes == [1, 1, 1, 1, 1]
+
+
+async def test_the_ticker_stops_when_no_reader_waits_and_starts_again() -> None:
+    ticker = Ticker(KEEPALIVE_S)
+
+    def tickers() -> list[asyncio.Task[object]]:
+        return [task for task in asyncio.all_tasks() if task.get_name() == "hub keep-alive ticker"]
+
+    async def one_ping(waiting: asyncio.Event) -> None:
+        stream = LocalStream("idle", EventLog())
+        subscription = LocalSubscription(stream, 0, ticker=ticker, on_close=lambda: None)
+        batches = aiter(subscription)
+        first = asyncio.ensure_future(anext(batches))
+        await asyncio.sleep(0)  # the reader goes to sleep: it asks the ticker for a ping
+        waiting.set()
+        assert await first == ()  # the keep-alive: the ticker woke the reader
+
+    try:
+        for _ in range(2):  # and a reader that comes later gets a ticker again
+            waiting = asyncio.Event()
+            reader = asyncio.create_task(one_ping(waiting))
+            await waiting.wait()
+            (task,) = tickers()
+            await asyncio.wait_for(reader, 10)
+            await asyncio.wait_for(task, 10)  # nobody waits any more: it ended by itself
+            assert not tickers()
+    finally:
+        ticker.close()
