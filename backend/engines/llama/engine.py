@@ -42,7 +42,8 @@ from backend.engines.base import (
     unsupported,
 )
 from backend.engines.llama.grammar import check_grammars
-from backend.engines.llama.worker import TokenPieces, Worker
+from backend.engines.llama.pieces import TokenPieces
+from backend.engines.llama.worker import Worker
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ before ``Llama.generate`` samples; cancellation is checked between tokens.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import secrets
 import threading
@@ -42,6 +41,7 @@ from backend.engines.base import (
 )
 from backend.engines.llama.grammar import arguments_grammar, content_grammar, names_grammar
 from backend.engines.llama.logits import LogitsShaper, NoCopy, token_logprobs
+from backend.engines.llama.pieces import TokenPieces
 from backend.engines.llama.prompt import (
     CALL_CUE,
     TURN_STOPS,
@@ -349,30 +349,6 @@ class Worker:
                 return False
             llm.eval(prompt[start : min(start + PROMPT_CHUNK_TOKENS, target)])
         return not cancel.is_set()
-
-
-class TokenPieces:
-    """Token id → bytes, with a buffer that grows as needed (one per thread).
-
-    ``Llama.detokenize`` uses a fixed 32-byte buffer and silently drops longer
-    pieces (Gemma has hundreds, e.g. Bengali words), so this sizes its own.
-    """
-
-    def __init__(self, llama_cpp: Any, vocab: Any) -> None:
-        self._llama_cpp = llama_cpp
-        self._vocab = vocab
-        self._buffer = ctypes.create_string_buffer(64)
-
-    def __call__(self, token: int) -> bytes:
-        size = self._llama_cpp.llama_token_to_piece(
-            self._vocab, token, self._buffer, len(self._buffer), 0, False
-        )
-        if size < 0:  # too small: the negated size is what it needs
-            self._buffer = ctypes.create_string_buffer(-size)
-            size = self._llama_cpp.llama_token_to_piece(
-                self._vocab, token, self._buffer, len(self._buffer), 0, False
-            )
-        return self._buffer.raw[:size]
 
 
 def _too_long(tokens: int, n_ctx: int) -> EngineError:
