@@ -12,11 +12,13 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from backend.config import Settings, get_settings
 from backend.engines.base import Engine
 from backend.engines.registry import build_engines
 from backend.errors import install_error_handlers
+from backend.http.handoff import StreamHandoff
 from backend.http.limits import BodySizeLimit
 from backend.hub.base import StreamHub
 from backend.hub.factory import build_hub
@@ -29,6 +31,14 @@ from backend.services import Services
 from backend.store import build_store
 
 logger = logging.getLogger(__name__)
+
+
+class SSEChatApp(FastAPI):
+    """FastAPI with ``StreamHandoff`` outermost: a started SSE response streams the
+    rest of its body from there, after every other layer has returned."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return StreamHandoff(super().build_middleware_stack())
 
 
 def _is_loopback(host: str) -> bool:
@@ -136,7 +146,7 @@ def create_app(
             await engines.aclose()
             await http_client.aclose()
 
-    app = FastAPI(
+    app = SSEChatApp(
         title="ssechat",
         summary="OpenAI Chat Completions, OpenAI Responses and Anthropic Messages, streamed over "
         "Server-Sent Events.",

@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from backend.http.disconnect import on_disconnect
+from backend.http.handoff import handoff_slot
 from backend.hub.base import Event, HubError, StreamEvent, Subscription
 from backend.metrics import Metrics
 from backend.sse import KEEPALIVE_COMMENT, encode_batch, encode_event
@@ -105,8 +106,101 @@ class CutAfter:
         await self._subscription.aclose()
 
 
+class _BodyWriter:
+    """Writes one SSE body: the status line, headers and first chunk (``start``), then
+    the rest (``run``, maybe handed off to the outermost layer: backend/http/handoff.py).
+
+    Told of the disconnect by a callback, it cancels the request's task at its
+    current ``await``; that cancellation is the normal end of an SSE response
+    and is swallowed here, where one from outside (server shutdown) is not.
+    """
+
+    __slots__ = ("_body", "_closed", "_stop_watching", "_task", "left")
+
+    def __init__(self, body: AsyncGenerator[bytes, None], scope: Scope, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._body = body
+        self._closed = False
+        self.left = False  # the client is gone
+        self._stop_watching = on_disconnect(scope, receive, self._client_left)
+
+    def _client_left(self) -> None:
+        self.left = True
+        self._task.cancel()
+
+    def _ours(self) -> bool:
+        """Whether the cancellation being handled is ours (the client left) alone."""
+        if not self.left or self._task.cancelling() > 1:
+            return False
+        self._task.uncancel()
+        return True
+
+    async def start(self, send: Send, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Send the status, headers and first chunk; False when that was the whole response."""
+        started = False
+        try:
+            # The headers wait for the first chunk: a resume with nothing left to
+            # send (after the final event, or ahead of a stream that then ended)
+            # is answered 204, the spec's "stop reconnecting" for EventSource.
+            first = await anext(self._body, None)
+            if first is None:
+                self._stop_watching()
+                await send({"type": "http.response.start", "status": 204, "headers": []})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            else:
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+                started = not self.left
+        except asyncio.CancelledError:
+            if not self._ours():
+                raise
+        finally:
+            if not started:
+                await self.abandon()
+        return started
+
+    async def run(self, send: Send) -> None:
+        try:
+            async for chunk in self._body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                # The cancellation can be swallowed where it lands (asyncio.wait_for
+                # returning a result that came at the same moment, CPython gh-86296;
+                # redis-py uses it), and once the client is gone send() is a silent
+                # no-op: this check ends the body at its next send, which the hub's
+                # keep-alive bounds. Cancelling again instead would interrupt the
+                # body's clean-up (detaching from the hub can be a Redis round trip).
+                if self.left:
+                    break
+            else:
+                self._stop_watching()
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not self._ours():
+                raise
+        finally:
+            await self.abandon()
+
+    async def abandon(self) -> None:
+        """Stop watching and close the body (detaching from the hub); once."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_watching()
+        if self.left and self._task.cancelling():  # ours was swallowed on the way: drop it
+            self._task.uncancel()
+        await self._body.aclose()
+
+
 class SSEResponse(Response):
-    """A ``text/event-stream`` response whose body is an async iterator of bytes."""
+    """A ``text/event-stream`` response whose body is an async iterator of bytes.
+
+    Once started, it hands the rest of the body off to the app's outermost
+    layer when there is one (``StreamHandoff``), so an open stream holds none
+    of the framework's per-request state and its events skip every layer's
+    ``send`` wrapper.
+    """
 
     media_type = "text/event-stream; charset=utf-8"
 
@@ -117,56 +211,15 @@ class SSEResponse(Response):
         self.init_headers(headers)  # no body attribute: no Content-Length, chunked
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        writer = asyncio.current_task()
-        assert writer is not None
-        left = False  # the client is gone
-
-        def client_left() -> None:
-            nonlocal left
-            left = True
-            writer.cancel()
-
-        stop_watching = on_disconnect(scope, receive, client_left)
-        body = self._body_iterator
-        try:
-            # The headers wait for the first chunk: a resume with nothing left to
-            # send (after the final event, or ahead of a stream that then ended)
-            # is answered 204, the spec's "stop reconnecting" for EventSource.
-            first = await anext(body, None)
-            if first is None:
-                stop_watching()
-                await send({"type": "http.response.start", "status": 204, "headers": []})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-                return
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            await send({"type": "http.response.body", "body": first, "more_body": True})
-            del first  # not held for the stream's whole life
-            async for chunk in body:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                # The cancellation can be swallowed where it lands (asyncio.wait_for
-                # returning a result that came at the same moment, CPython gh-86296;
-                # redis-py uses it), and once the client is gone send() is a silent
-                # no-op: this check ends the body at its next send, which the hub's
-                # keep-alive bounds. Cancelling again instead would interrupt the
-                # body's clean-up (detaching from the hub can be a Redis round trip).
-                if left:
-                    break
-            else:
-                stop_watching()
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except asyncio.CancelledError:
-            # Ours (the client left) is a normal end for an SSE response; one from
-            # outside (server shutdown) is not ours to swallow.
-            if not left or writer.cancelling() > 1:
-                raise
-            writer.uncancel()
-        finally:
-            stop_watching()
-            if left and writer.cancelling():  # ours was swallowed on the way: drop it
-                writer.uncancel()
-            await body.aclose()
-        if self.background is not None:
-            await self.background()
+        writer = _BodyWriter(self._body_iterator, scope, receive)
+        del self._body_iterator  # the writer owns it now
+        if not await writer.start(send, self.raw_headers):
+            return
+        slot = handoff_slot(scope)
+        if slot is not None:
+            slot.rest = writer
+            return
+        await writer.run(send)
 
 
 def sse_response(

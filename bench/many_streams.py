@@ -595,6 +595,7 @@ def compare(ns: list[int], *, ramp_s: float, repeat: int = 1) -> dict[str, Any]:
 # What --side-by-side can name: (app, server, extra environment), one worker on core 0.
 SIDE_BY_SIDE: dict[str, tuple[str, str, dict[str, str]]] = {
     "floor": ("floor", "uvicorn", {}),
+    "floor-relay": ("floor", "uvicorn", {"BENCH_FLOOR_TASKS": "2"}),
     "ssechat": ("ssechat", "uvicorn", {}),
     "floor-granian": ("floor", "granian", {}),
     "ssechat-granian": ("ssechat", "granian", {}),

@@ -8,7 +8,9 @@ would stop the body. These subscriptions swallow cancellations on purpose;
 the response must still end and detach (``aclose``), which is what frees
 the generation: at its next send at the latest, which the hub's keep-alive
 bounds. Served by uvicorn on a real socket, through its own protocol (the
-response watches ``receive``) and through ours (the protocol calls back).
+response watches ``receive``) and through ours (the protocol calls back),
+with the body streamed where the response was called and handed off to the
+outermost layer (``StreamHandoff``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from backend.http.handoff import StreamHandoff
 from backend.http.protocol import GuardedHttpProtocol
 from backend.hub.base import HubError, StreamEvent
 from backend.metrics import Metrics
@@ -91,11 +94,15 @@ def app_for(subscription: SwallowingSubscription) -> Any:
     ],
 )
 @pytest.mark.parametrize("http", ["httptools", GuardedHttpProtocol], ids=["uvicorn", "guarded"])
+@pytest.mark.parametrize("handoff", [False, True], ids=["in-place", "handed-off"])
 def test_a_departed_client_s_response_ends_however_the_cancel_lands(
-    wait_s: float, swallow_all: bool, keepalive: bool, http: object
+    wait_s: float, swallow_all: bool, keepalive: bool, http: object, handoff: bool
 ) -> None:
     subscription = SwallowingSubscription(wait_s, swallow_all=swallow_all, keepalive=keepalive)
-    with serve_app(app_for(subscription), lifespan="off", http=http) as base_url:
+    app = app_for(subscription)
+    if handoff:  # the rest of the body goes out from the outermost layer, as in our app
+        app = StreamHandoff(app)
+    with serve_app(app, lifespan="off", http=http) as base_url:
         sock = connect(base_url)
         sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
         received = b""
