@@ -13,8 +13,9 @@ note that it started), and the request body has been read.
 So a response may hand off: ``StreamHandoff``, the outermost layer of the
 app, puts a ``HandoffSlot`` in each HTTP request's scope; a response that
 has started stores the rest of itself there (``Deferred``) and returns; the
-layers unwind and free what they hold, and ``StreamHandoff`` runs the rest
-with the server's own ``send``. Without the slot (an app built some other
+layers unwind and free what they hold, ``StreamHandoff`` drops what they
+added to the scope, and runs the rest with the server's own ``send`` (the
+rest gets no scope: it registered what it needs while it started). Without the slot (an app built some other
 way) a response streams where it is, as any ASGI response does.
 
 A layer that needed to see every body message would not get the handed-off
@@ -67,6 +68,14 @@ class StreamHandoff:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        rest = await self._respond(scope, receive, send)
+        if rest is not None:
+            await rest.run(send)
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> Deferred | None:
+        """Run the app; return what a response handed off, if one did (a frame of its
+        own: what it needed is not held while the rest streams)."""
+        given = tuple(scope)  # the keys the server and the outer layers put in
         slot = HandoffSlot()
         scope[HANDOFF_KEY] = slot
         try:
@@ -80,4 +89,11 @@ class StreamHandoff:
             raise
         rest, slot.rest = slot.rest, None
         if rest is not None:
-            await rest.run(send)
+            # What the layers added to the scope (FastAPI's exit stacks, the route,
+            # its endpoint and parameters) is theirs and done with; the server's
+            # connection holds the scope for the stream's whole life, so drop it,
+            # and the table it grew (a dict does not shrink when keys go).
+            kept = {key: scope[key] for key in given}
+            scope.clear()
+            scope.update(kept)
+        return rest
