@@ -131,6 +131,19 @@ def plan_answer(request: GenerationRequest, *, reasoning: bool, fill: bool) -> P
     return plan
 
 
+def _pause(start: float, count: int, interval: float) -> float | None:
+    """How long to sleep before token ``count`` (None: not at all).
+
+    To an absolute schedule, so pacing does not drift with load. A token
+    already due goes at once, as an unpaced one does: a loop pass per token
+    would only make a late stream later. Every 64th still yields, for
+    cancellation and the other streams."""
+    delay = start + count * interval - time.monotonic() if interval else 0.0
+    if delay > 0:
+        return delay
+    return 0.0 if count % 64 == 63 else None
+
+
 class SimulatedEngine:
     """Deterministic answers at ``tokens_per_s`` (0 = as fast as possible)."""
 
@@ -218,12 +231,9 @@ class SimulatedEngine:
                 if count >= budget:
                     finish = "length"
                     break
-                if interval:
-                    # Sleep to an absolute schedule so pacing does not drift with load.
-                    delay = start + count * interval - time.monotonic()
-                    await asyncio.sleep(delay if delay > 0 else 0)
-                elif count % 64 == 63:
-                    await asyncio.sleep(0)  # let cancellation and other streams in
+                pause = _pause(start, count, interval)
+                if pause is not None:
+                    await asyncio.sleep(pause)
                 count += 1
                 text = matcher.feed(token) if matching else token
                 if text:
@@ -252,11 +262,9 @@ class SimulatedEngine:
 
     @staticmethod
     async def _pace(start: float, count: int, interval: float) -> None:
-        if interval:
-            delay = start + count * interval - time.monotonic()
-            await asyncio.sleep(delay if delay > 0 else 0)
-        elif count % 64 == 63:
-            await asyncio.sleep(0)
+        pause = _pause(start, count, interval)
+        if pause is not None:
+            await asyncio.sleep(pause)
 
     async def aclose(self) -> None:
         return None

@@ -7,7 +7,9 @@ engine's plain-text generator, or from a second run, never from literals.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -425,3 +427,32 @@ def test_the_engine_serves_both_models() -> None:
     engine = SimulatedEngine(tokens_per_s=0, model="pinned")
     assert engine.models == ("pinned", REASONING_MODEL)
     engine.check(request(model=REASONING_MODEL, reasoning_effort="high"))
+
+
+# -- pacing ----------------------------------------------------------------------------------
+
+
+async def test_a_late_stream_catches_up_without_a_loop_pass_per_token() -> None:
+    """Tokens already due go at once: a loop pass each would only make a late
+    stream later (every 64th still lets the other tasks in)."""
+    engine = SimulatedEngine(tokens_per_s=1000, fill_max_tokens=True)
+    stream = engine.stream(request(max_tokens=150))
+    first = await anext(stream)
+    assert first.text
+    time.sleep(0.3)  # noqa: ASYNC251 (holding the loop up is the point: every token is due)
+    passes = 0
+    done = False
+
+    async def count_passes() -> None:
+        nonlocal passes
+        while not done:
+            passes += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(count_passes())
+    rest = [delta async for delta in stream]
+    done = True
+    await counter
+    assert len(rest) == 150  # 149 tokens, then the final delta
+    assert rest[-1].finish_reason == "length"
+    assert passes <= 4  # the yields at tokens 64 and 128, and the counter's own end
