@@ -15,8 +15,9 @@ app, puts a ``HandoffSlot`` in each HTTP request's scope; a response that
 has started stores the rest of itself there (``Deferred``) and returns; the
 layers unwind and free what they hold, ``StreamHandoff`` drops what they
 added to the scope, and runs the rest with the server's own ``send`` (the
-rest gets no scope: it registered what it needs while it started). Without the slot (an app built some other
-way) a response streams where it is, as any ASGI response does.
+rest gets no scope: it registered what it needs while it started). Without
+the slot (an app built some other way) a response streams where it is, as
+any ASGI response does.
 
 A layer that needed to see every body message would not get the handed-off
 ones; none of ours does (no compression, no body rewriting), and a response

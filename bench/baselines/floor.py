@@ -78,7 +78,6 @@ class Floor:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-
     async def _relay(self, send: Send) -> None:
         loop = asyncio.get_running_loop()
         ready: list[bytes] = []
