@@ -86,7 +86,6 @@ async def metered_deltas(
     bounds = gaps.bounds
     counts = gaps.counts
     last = 0.0
-    ended = False
     try:
         async for delta in deltas:
             if delta.text or delta.reasoning or delta.tool_calls or delta.refusal:
@@ -99,32 +98,29 @@ async def metered_deltas(
                     meter.first_token(now)
                 last = now
                 tokens.value += 1
-            if delta.finish_reason is not None and not ended:
-                ended = True
+            if delta.finish_reason is not None and not meter.ended:
                 meter.end(delta.finish_reason)
                 # The engine has nothing after its final delta: finish it now (its
                 # upstream connection, its thread's job), since a renderer stops
                 # iterating here and may leave this generator to the collector.
                 await close_iterator(deltas)
             yield delta
-        if not ended:
-            ended = True
+        if not meter.ended:
             meter.error("engine_error", "no_finish_reason")
             meter.end("error")
     except BaseException as error:
-        if not ended:
-            ended = True
-            _count_end(meter, error)
+        _count_end(meter, error)
         raise
     finally:
-        if not ended:
-            meter.end("cancelled")
+        meter.end("cancelled")  # stopped (cancel, disconnect, shutdown), if nothing else ended it
         await close_iterator(deltas)
 
 
 def _count_end(meter: StreamMeter, error: BaseException) -> None:
-    """How a generation that raised ended: an engine's error or a bug is an
-    ``error``; a cancellation or a closed generator, ``cancelled``."""
+    """How a generation that raised ended, unless it had ended already: an engine's
+    error or a bug is an ``error``; a cancellation or a closed generator, ``cancelled``."""
+    if meter.ended:
+        return
     if isinstance(error, EngineError):
         meter.error(error.error_type, error.code)
     if isinstance(error, Exception):
@@ -159,7 +155,6 @@ async def metered_upstream_events(
     """``metered_deltas`` for an upstream's Responses events: each ``*.delta`` event
     is a token; the terminal event says how it ended (``response.failed``: an error)."""
     last = 0.0
-    ended = False
     try:
         async for event in events:
             kind = event["type"]
@@ -172,20 +167,16 @@ async def metered_upstream_events(
                 last = now
                 meter.tokens.value += 1
             elif kind in ("response.completed", "response.incomplete", "response.failed"):
-                ended = True
                 finish = _relayed_finish(event)
-                if finish == "error":
+                if finish == "error" and not meter.ended:
                     meter.error("upstream_error", "upstream_response_failed")
                 meter.end(finish)
             yield event
     except BaseException as error:
-        if not ended:
-            ended = True
-            _count_end(meter, error)
+        _count_end(meter, error)
         raise
     finally:
-        if not ended:
-            meter.end("cancelled")
+        meter.end("cancelled")  # stopped (cancel, disconnect, shutdown), if nothing else ended it
         await close_iterator(events)
 
 

@@ -192,7 +192,7 @@ class Metrics:
 class StreamMeter:
     """What one generation adds to the metrics; see ``backend.generation.wrappers``."""
 
-    __slots__ = ("_dialect", "_engine", "_metrics", "_started", "gaps", "tokens")
+    __slots__ = ("_dialect", "_engine", "_metrics", "_started", "ended", "gaps", "tokens")
 
     def __init__(self, metrics: Metrics, dialect: str, engine: str, started: float) -> None:
         key = (dialect, engine)
@@ -200,6 +200,7 @@ class StreamMeter:
         self._dialect = dialect
         self._engine = engine
         self._started = started
+        self.ended = False  # how it ended is counted once, by the first ``end``
         # Held for the whole generation: a token adds to them directly.
         self.tokens: CounterCell = metrics.generated_tokens.cell(key)
         self.gaps: HistogramSeries = metrics.inter_token_latency.series(key)
@@ -214,6 +215,10 @@ class StreamMeter:
         self._metrics.engine_errors.add((self._engine, code or error_type))
 
     def end(self, finish_reason: str) -> None:
+        """Count how the generation ended; a no-op once it has been counted."""
+        if self.ended:
+            return
+        self.ended = True
         key = (self._dialect, self._engine)
         self._metrics.generations.add((*key, finish_reason))
         self._metrics.generation_duration.observe(time.perf_counter() - self._started, key)
