@@ -40,6 +40,14 @@ class LocalStream:
         self.waiters.append(waiter)
         return waiter
 
+    def has_waiting_reader(self) -> bool:
+        """Whether a reader waits for more; drops the waits of readers that went away
+        (a departed reader's wait is cancelled, and only a wake would drop it)."""
+        waiters = self.waiters
+        if waiters and any(waiter.done() for waiter in waiters):
+            waiters = self.waiters = [waiter for waiter in waiters if not waiter.done()]
+        return bool(waiters)
+
     def wake(self) -> None:
         if self.waiters:
             waiters, self.waiters = self.waiters, []
@@ -111,7 +119,14 @@ class Ticker:
         while self._due:
             await asyncio.sleep(self._period)
             now = loop.time()
-            due = [stream for stream, at in self._due.items() if at <= now]
+            # A stream whose readers all went away (or are busy writing: they ask
+            # again before they next wait) needs no ping: drop it now rather than
+            # when its keep-alive falls due, so an idle hub holds no ticker.
+            due = [
+                stream
+                for stream, at in self._due.items()
+                if at <= now or not stream.has_waiting_reader()
+            ]
             for stream in due:
                 del self._due[stream]
                 stream.wake()

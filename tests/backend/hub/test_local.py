@@ -141,3 +141,21 @@ async def test_the_ticker_stops_when_no_reader_waits_and_starts_again() -> None:
             assert not tickers()
     finally:
         ticker.close()
+
+
+async def test_a_reader_that_leaves_does_not_keep_the_ticker_until_its_ping_is_due() -> None:
+    # The reader's keep-alive falls due long after it has gone; the ticker, checking
+    # every second, finds nobody waiting and ends at its next check instead.
+    ticker = Ticker(60.0)
+    stream = LocalStream("left", EventLog())
+    subscription = LocalSubscription(stream, 0, ticker=ticker, on_close=lambda: None)
+    batches = aiter(subscription)
+    reader = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0)  # the reader waits, its ping due in a minute
+    (task,) = [task for task in asyncio.all_tasks() if task.get_name() == "hub keep-alive ticker"]
+    reader.cancel()  # the client went away
+    try:
+        await asyncio.wait_for(asyncio.shield(task), 10)  # a minute before the ping was due
+        assert stream.waiters == []  # the departed reader's wait is dropped too
+    finally:
+        ticker.close()
