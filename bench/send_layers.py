@@ -8,6 +8,11 @@ server. The server's own ``send`` is a no-op coroutine here, so what is
 timed is the layers alone. The layers are named by walking the closures
 from the ``send`` the response got down to the server's.
 
+Since the stream handoff (backend/http/handoff.py) an SSE response's events
+after its first chunk go out past all of these layers, with the server's own
+``send``; what this measures is what the status, the first chunk and every
+other response still pay.
+
 ``python -m bench.send_layers``
 """
 
