@@ -5,7 +5,8 @@ A reader of a stream that another worker produces reads a ``Mirror``: a
 that stream. One task per worker keeps every mirror filled with a single
 ``XREAD BLOCK`` over all of them (one connection, whatever the number of
 readers), and rebuilds each event from its stored form and the stream's
-templates, byte for byte what the producing worker's own readers get.
+templates (``entries.py``), byte for byte what the producing worker's own
+readers get.
 
 A mirror starts at the lowest seq its first reader needs, never above the
 stream's last event at the time (so it always sees the end marker, even for
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -52,19 +52,11 @@ from backend.hub.redis.connection import (
     cancel_and_wait,
     retrying,
 )
+from backend.hub.redis.entries import READ_COUNT, Entries, Entry, gone, parse_templates
 
 logger = logging.getLogger(__name__)
 
-_READ_COUNT = 1024
 _WAKE_TTL_MS = 60_000
-
-
-def parse_templates(texts: Sequence[str]) -> list[Template]:
-    return [Template(*json.loads(text)) for text in texts]
-
-
-def gone(stream_id: str) -> StreamNotFound:
-    return StreamNotFound(f"Stream {stream_id!r} is gone: it expired, or the stream store lost it.")
 
 
 @dataclass(eq=False)
@@ -96,6 +88,7 @@ class Reader:
         self._client = client
         self._batch = batch
         self._scripts = scripts
+        self._entries = Entries(batch, scripts, prefix=prefix)
         self._prefix = prefix
         self._worker_id = worker_id
         self._wake_key = f"{prefix}wake:{worker_id}"
@@ -221,28 +214,8 @@ class Reader:
     async def backfill(self, mirror: Mirror, after: int) -> list[StreamEvent]:
         """Events ``after + 1 …`` up to the mirror's first one, for a reader that
         needs more than the mirror holds."""
-        stream_id = mirror.stream.stream_id
         log = EventLog(mirror.stream.log.templates, base=after)
-        end = mirror.stream.log.base
-        while log.last_seq < end:
-            entries = cast(
-                list[tuple[str, dict[str, str]]],
-                await retrying(
-                    lambda: self._batch.command(
-                        "XRANGE",
-                        mirror.key,
-                        f"{log.last_seq + 1}-0",
-                        f"{end}-0",
-                        "COUNT",
-                        _READ_COUNT,
-                    ),
-                    "read",
-                ),
-            )
-            if not entries:
-                raise gone(stream_id)
-            for entry_id, fields in entries:
-                await self._append(log, stream_id, entry_id, fields)
+        await self._entries.fill(log, mirror.stream.stream_id, mirror.key, mirror.stream.log.base)
         return log.read(after)
 
     # -- the shared XREAD ---------------------------------------------------------------------
@@ -270,9 +243,9 @@ class Reader:
             self._in_flight = {mirror.stream.stream_id for mirror in following}
             try:
                 reply = cast(
-                    list[tuple[str, list[tuple[str, dict[str, str]]]]] | None,
+                    list[tuple[str, list[Entry]]] | None,
                     await self._client.xread(
-                        cast(Any, streams), count=_READ_COUNT, block=self._block_ms
+                        cast(Any, streams), count=READ_COUNT, block=self._block_ms
                     ),
                 )
             except RedisError as error:
@@ -310,18 +283,16 @@ class Reader:
                 if idle:
                     await self._probe(idle)
 
-    async def _take(
-        self, mirror: Mirror, entries: list[tuple[str, dict[str, str]]], now: float
-    ) -> None:
+    async def _take(self, mirror: Mirror, entries: list[Entry], now: float) -> None:
         stream = mirror.stream
         try:
-            for entry_id, fields in entries:
-                if "end" in fields:
-                    mirror.cursor = entry_id
+            for entry in entries:
+                if "end" in entry[1]:
+                    mirror.cursor = entry[0]
                     stream.finish()
                     return
-                await self._append(stream.log, stream.stream_id, entry_id, fields)
-                mirror.cursor = entry_id
+                await self._entries.append(stream.log, stream.stream_id, entry)
+                mirror.cursor = entry[0]
         except HubError as error:
             self._fail(mirror, error)
             return
@@ -330,24 +301,6 @@ class Reader:
         finally:
             mirror.active_at = now
             stream.wake()
-
-    async def _append(
-        self, log: EventLog, stream_id: str, entry_id: str, fields: dict[str, str]
-    ) -> None:
-        seq = int(entry_id.partition("-")[0])
-        if seq != log.last_seq + 1:  # cannot happen: Redis orders explicit ids
-            raise HubError(f"stream {stream_id!r} skipped from {log.last_seq} to {seq}")
-        tag = fields.get("t")
-        if tag is None:
-            log.append_event(fields.get("e", ""), fields["d"])
-            return
-        template = int(tag)
-        if template >= len(log.templates):  # added while the stream ran: fetch
-            texts = await self._batch.script(
-                self._scripts.templates, self._prefix, stream_id, len(log.templates)
-            )
-            log.add_templates([*log.templates, *parse_templates(texts)])
-        log.append_fragment(template, fields["d"])
 
     async def _probe(self, mirrors: list[Mirror]) -> None:
         statuses = await asyncio.gather(
