@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from backend.hub.local import LocalStream, LocalSubscription, Ticker
 from backend.hub.log import EventLog
@@ -20,6 +22,23 @@ class CountedStream(LocalStream):
     def wait_for_more(self) -> asyncio.Future[None]:
         self.waits += 1
         return LocalStream.wait_for_more(self)
+
+
+async def batch_sizes(
+    subscription: LocalSubscription,
+    ticker: Ticker,
+    produce: Callable[[], Coroutine[Any, Any, None]],
+) -> list[int]:
+    """Run ``produce`` beside the reader; the size of each batch it got, to the end."""
+    producer = asyncio.create_task(produce())
+    sizes: list[int] = []
+    try:
+        async for batch in subscription:
+            sizes.append(len(batch))
+    finally:
+        ticker.close()
+        await producer
+    return sizes
 
 
 async def test_an_idle_reader_wakes_once_per_keepalive_with_a_ping() -> None:
@@ -49,7 +68,6 @@ async def test_a_busy_reader_gets_no_ping_and_events_wake_it() -> None:
     log = EventLog()
     stream = LocalStream("busy", log)
     subscription = LocalSubscription(stream, 0, ticker=ticker, on_close=lambda: None)
-    batches: list[int] = []
 
     async def produce() -> None:
         for _ in range(12):
@@ -58,13 +76,7 @@ async def test_a_busy_reader_gets_no_ping_and_events_wake_it() -> None:
             stream.wake()
         stream.finish()
 
-    producer = asyncio.create_task(produce())
-    try:
-        async for batch in subscription:
-            batches.append(len(batch))
-    finally:
-        ticker.close()
-        await producer
+    batches = await batch_sizes(subscription, ticker, produce)
     assert 0 not in batches  # no keep-alive while events flow
     assert sum(batches) == 12
 
@@ -88,14 +100,7 @@ async def _batch_sizes(window_s: float, events: int, gap_s: float) -> tuple[list
         stream.finish()
         finished_at = loop.time()
 
-    producer = asyncio.create_task(produce())
-    sizes: list[int] = []
-    try:
-        async for batch in subscription:
-            sizes.append(len(batch))
-    finally:
-        ticker.close()
-        await producer
+    sizes = await batch_sizes(subscription, ticker, produce)
     return sizes, loop.time() - finished_at
 
 
