@@ -287,12 +287,13 @@ class Reader:
         stream = mirror.stream
         try:
             for entry in entries:
-                if "end" in entry[1]:
-                    mirror.cursor = entry[0]
+                entry_id, fields = entry
+                if "end" in fields:
+                    mirror.cursor = entry_id
                     stream.finish()
                     return
                 await self._entries.append(stream.log, stream.stream_id, entry)
-                mirror.cursor = entry[0]
+                mirror.cursor = entry_id
         except HubError as error:
             self._fail(mirror, error)
             return

@@ -16,13 +16,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.app import create_app
 from backend.config import Settings
-from backend.http.handoff import StreamHandoff
-from tests.backend.http.raw import connect, wait_until
+from backend.http.handoff import StreamHandoff, handoff_slot
+from tests.backend.http.raw import connect, metric, wait_until
 from tests.backend.http.test_sse_disconnect import SwallowingSubscription, app_for
 from tests.servers import serve_app
 
 CHAT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "Tell me a story."}]
+ACTIVE = "ssechat_streams_active"  # SSE responses the server has open
 
 
 class Recorder:
@@ -63,9 +64,11 @@ def test_the_layers_return_while_the_stream_flows(recorded: tuple[str, list[Reco
         events = response.iter_lines()
         while not any(line.startswith("data: ") for line in lines):
             lines.append(next(events))
-        # At 20 tokens/s the answer is still coming when the layers have unwound.
+        # The layers unwind while the answer is still coming: its response is still
+        # open on the server (streamed in place, they would return only after it).
         (recorder,) = recorders
         wait_until(recorder.returned.is_set, 10, "the layers to return")
+        assert metric(base_url, ACTIVE) == 1
         assert "data: [DONE]" not in lines
         lines.extend(events)
     data = [line[6:] for line in lines if line.startswith("data: ")]
@@ -81,31 +84,32 @@ def test_a_cut_stream_still_frees_its_reader(recorded: tuple[str, list[Recorder]
         for line in response.iter_lines():
             if line.startswith("data: "):
                 break
-
-    def readers() -> float:
-        text = httpx.get(f"{base_url}/metrics", timeout=10).text
-        for line in text.splitlines():
-            if line.startswith("ssechat_streams_active "):
-                return float(line.split()[1])
-        raise AssertionError("ssechat_streams_active not in /metrics")
-
-    wait_until(lambda: readers() == 0, 10, f"the reader of {stream_id} to detach")
+    wait_until(lambda: metric(base_url, ACTIVE) == 0, 10, f"the reader of {stream_id} to detach")
 
 
 class FailingAfter:
-    """A layer that raises once the app below it has returned (after the handoff)."""
+    """A layer that raises once the app below it has returned (after the handoff).
+
+    It keeps what was handed off alive, so the test sees it released by the
+    handoff itself, not by the garbage collector finalizing a dropped generator."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.kept: list[object] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
+        slot = handoff_slot(scope)
+        assert slot is not None
+        assert slot.rest is not None  # the response did hand off
+        self.kept.append(slot.rest)
         raise RuntimeError("a layer failed on the way out")
 
 
 def test_a_layer_failing_after_the_handoff_still_releases_the_subscription() -> None:
     subscription = SwallowingSubscription(0.2, swallow_all=False, keepalive=True)
-    app = StreamHandoff(FailingAfter(app_for(subscription)))
+    failing = FailingAfter(app_for(subscription))
+    app = StreamHandoff(failing)
     with serve_app(app, lifespan="off") as base_url:
         sock = connect(base_url)
         sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -114,3 +118,4 @@ def test_a_layer_failing_after_the_handoff_still_releases_the_subscription() -> 
             received += sock.recv(65536)
         wait_until(subscription.closed.is_set, 10, "the handed-off rest to be released")
         sock.close()
+    assert failing.kept  # still referenced: released by the handoff, not collected
